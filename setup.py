@@ -1,0 +1,4 @@
+"""Build script.  The package is pure Python; the optional CUDA C++ extension is built on first use."""
+from setuptools import setup
+
+setup()

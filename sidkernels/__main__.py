@@ -1,0 +1,5 @@
+import sys
+
+from sidkernels.cli import main
+
+sys.exit(main())

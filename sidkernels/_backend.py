@@ -1,0 +1,62 @@
+"""Backend selection for every sidkernels op.
+
+``"torch"`` runs the plain PyTorch reference (differentiable by autograd, fused by Inductor under
+``torch.compile``); ``"triton"`` runs the fused Triton kernels registered as ``torch.library`` custom ops. ``"auto"`` picks Triton for CUDA tensors and the reference
+for CPU tensors.  The default for ``backend="auto"`` calls can be pinned with :func:`use_backend` or the
+``SIDKERNELS_BACKEND`` environment variable.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+import torch
+
+BACKENDS = ("auto", "torch", "triton")
+
+_default = os.environ.get("SIDKERNELS_BACKEND", "auto")
+
+
+def _check_name(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+_check_name(_default)
+
+
+def get_backend() -> str:
+    """The backend that ``backend="auto"`` calls resolve through (``"auto"`` unless pinned)."""
+    return _default
+
+
+@contextlib.contextmanager
+def use_backend(backend: str) -> Iterator[None]:
+    """Context manager: ops called with ``backend="auto"`` inside use ``backend``."""
+    global _default
+    previous, _default = _default, _check_name(backend)
+    try:
+        yield
+    finally:
+        _default = previous
+
+
+def triton_interpreting() -> bool:
+    """True when Triton kernels run under ``TRITON_INTERPRET=1`` (CPU tensors allowed)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """Map a requested backend to the concrete one used for tensors on ``device``."""
+    backend = _check_name(backend)
+    if backend == "auto":
+        backend = _default
+    if backend == "auto":
+        return "triton" if device.type == "cuda" else "torch"
+    if backend == "triton" and device.type != "cuda" and not triton_interpreting():
+        raise RuntimeError(
+            f"backend='triton' got tensors on {device}; Triton kernels need CUDA tensors, or "
+            "TRITON_INTERPRET=1 set before sidkernels is imported to interpret them on the CPU")
+    return backend

@@ -1,0 +1,1 @@
+"""Subcommands of the ``sidkernels`` CLI (see :mod:`sidkernels.cli`)."""
