@@ -1,8 +1,8 @@
 """Backend selection for every sidkernels op.
 
 ``"torch"`` runs the plain PyTorch reference (differentiable by autograd, fused by Inductor under
-``torch.compile``); ``"triton"`` runs the fused Triton kernels registered as ``torch.library`` custom ops. ``"auto"`` picks Triton for CUDA tensors and the reference
-for CPU tensors.  The default for ``backend="auto"`` calls can be pinned with :func:`use_backend` or the
+``torch.compile``); ``"triton"`` runs the fused Triton kernels registered as ``torch.library`` custom
+ops.  ``"auto"`` picks Triton for CUDA tensors and the reference for CPU tensors.  The default for ``backend="auto"`` calls can be pinned with :func:`use_backend` or the
 ``SIDKERNELS_BACKEND`` environment variable.
 """
 from __future__ import annotations

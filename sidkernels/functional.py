@@ -1,12 +1,12 @@
-"""Public functions: validation, backend choice, reduction.  ``backend="torch"`` runs the references of
-:mod:`sidkernels.ref` (autograd does the backward); ``"triton"`` runs the fused custom ops."""
+"""Public functions: validation, backend choice, layout, reduction.  ``backend="torch"`` runs the references
+of :mod:`sidkernels.ref` (autograd does the backward); other backends run that backend's kernel ops."""
 from __future__ import annotations
 
 import torch
 
 from sidkernels import _checks as check
-from sidkernels import ops
 from sidkernels._backend import resolve_backend
+from sidkernels.ops import kernel_op, sample_major
 from sidkernels.ref import fake_score_loss_ref, precond_in_ref, precond_out_ref, sid_generator_loss_ref
 from sidkernels.ref.noise import add_noise_ref
 from sidkernels.ref.precond import KIND_CODE, PRECOND_KINDS
@@ -75,12 +75,14 @@ def add_noise(x, sigma, *, seed=None, return_net_input=False, sigma_data=0.5, ne
     if net_dtype is not None and net_dtype not in check.FLOAT_DTYPES:
         raise TypeError(f"net_dtype must be a floating dtype, got {net_dtype}")
     net_dtype = (net_dtype or x.dtype) if return_net_input else None
-    if resolve_backend(backend, x.device) == "torch":
+    backend = resolve_backend(backend, x.device)
+    if backend == "torch":
         eps = _torch_noise(x, seed)
         xt, net = add_noise_ref(x, sigma, eps, precond=precond, sigma_data=sigma_data, net_dtype=net_dtype)
     else:
-        xt, net, eps = ops.add_noise_triton(x, sigma, _seed_tensor(seed, x.device), KIND_CODE[precond],
-                                            float(sigma_data), net_dtype, bool(return_eps))
+        xt, net, eps = kernel_op("add_noise", backend)(*sample_major(x), sigma, _seed_tensor(seed, x.device),
+                                                        KIND_CODE[precond], float(sigma_data), net_dtype,
+                                                        bool(return_eps))
     outs = (xt,) + ((net,) if return_net_input else ()) + ((eps,) if return_eps else ())
     return outs[0] if len(outs) == 1 else outs
 
@@ -98,9 +100,10 @@ def edm_precond_in(x, sigma, *, sigma_data=0.5, dtype=None, precond="edm", backe
     if dtype is not None and dtype not in check.FLOAT_DTYPES:
         raise TypeError(f"dtype must be a floating dtype, got {dtype}")
     dtype = dtype or x.dtype
-    if resolve_backend(backend, x.device) == "torch":
+    backend = resolve_backend(backend, x.device)
+    if backend == "torch":
         return precond_in_ref(x, sigma, precond, sigma_data, dtype)
-    return ops.precond_in_triton(x, sigma, KIND_CODE[precond], float(sigma_data), dtype)
+    return kernel_op("precond_in", backend)(*sample_major(x), sigma, KIND_CODE[precond], float(sigma_data), dtype)
 
 
 def edm_precond_out(x, F, sigma, *, sigma_data=0.5, precond="edm", backend="auto"):
@@ -113,9 +116,10 @@ def edm_precond_out(x, F, sigma, *, sigma_data=0.5, precond="edm", backend="auto
     check.same_device("F", F, "x", x)
     sigma = check.per_sample_sigma(sigma, n, "x", x)
     check.choice("precond", precond, PRECOND_KINDS)
-    if resolve_backend(backend, x.device) == "torch":
+    backend = resolve_backend(backend, x.device)
+    if backend == "torch":
         return precond_out_ref(x, F, sigma, precond, sigma_data)
-    return ops.precond_out_triton(x, F, sigma, KIND_CODE[precond], float(sigma_data))
+    return kernel_op("precond_out", backend)(*sample_major(x, F), sigma, KIND_CODE[precond], float(sigma_data))
 
 
 def sid_generator_loss(teacher_out, fake_out, x_g, *, alpha=1.2, reduction="mean", loss_scale=1.0,
@@ -137,13 +141,14 @@ def sid_generator_loss(teacher_out, fake_out, x_g, *, alpha=1.2, reduction="mean
     check.choice("reduction", reduction, REDUCTIONS)
     if not weight_clip > 0:
         raise ValueError(f"weight_clip must be > 0, got {weight_clip}")
-    if resolve_backend(backend, x_g.device) == "torch":
+    backend = resolve_backend(backend, x_g.device)
+    if backend == "torch":
         per_sample = sid_generator_loss_ref(teacher_out, fake_out, x_g, alpha, weight_clip=weight_clip,
                                             normalize=normalize)
     else:
-        per_sample = ops.sid_loss_triton(teacher_out, fake_out, x_g, float(alpha), float(weight_clip),
-                                         bool(normalize), _wants_grad(teacher_out), _wants_grad(fake_out),
-                                         _wants_grad(x_g))[0]
+        per_sample = kernel_op("sid_loss", backend)(
+            *sample_major(teacher_out, fake_out, x_g), float(alpha), float(weight_clip), bool(normalize),
+            _wants_grad(teacher_out), _wants_grad(fake_out), _wants_grad(x_g))[0]
     return _reduce(per_sample, reduction, loss_scale)
 
 
@@ -162,9 +167,11 @@ def fake_score_loss(denoised, target, sigma, *, sigma_data=0.5, reduction="mean"
     check.same_device("target", target, "denoised", denoised)
     sigma = check.per_sample_sigma(sigma, n, "denoised", denoised)
     check.choice("reduction", reduction, REDUCTIONS)
-    if resolve_backend(backend, denoised.device) == "torch":
+    backend = resolve_backend(backend, denoised.device)
+    if backend == "torch":
         per_sample = fake_score_loss_ref(denoised, target, sigma, sigma_data=sigma_data)
     else:
         want = _wants_grad(denoised) or _wants_grad(target)
-        per_sample = ops.fake_score_loss_triton(denoised, target, sigma, float(sigma_data), want)[0]
+        per_sample = kernel_op("fake_score_loss", backend)(*sample_major(denoised, target), sigma,
+                                                           float(sigma_data), want)[0]
     return _reduce(per_sample, reduction, loss_scale)

@@ -51,10 +51,6 @@ def acc_dtype(*tensors: torch.Tensor):
     return tl.float64 if any(t.dtype == torch.float64 for t in tensors) else tl.float32
 
 
-def torch_acc_dtype(*tensors: torch.Tensor) -> torch.dtype:
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
-
-
 @triton.jit
 def log1p(u):
     """Accurate ln(1 + u) for small u (Goldberg's trick: the rounding of 1 + u cancels)."""

@@ -77,7 +77,8 @@ def test_default_seed_follows_torch_manual_seed(device):
 def test_seed_tensor_on_device(device):
     x = randn((2, 50), device=device)
     seed = torch.tensor([99], dtype=torch.int64, device=device)
-    assert torch.equal(sk.add_noise(x, 0.5, seed=seed, backend="triton"), sk.add_noise(x, 0.5, seed=99, backend="triton"))
+    by_tensor = sk.add_noise(x, 0.5, seed=seed, backend="triton")
+    assert torch.equal(by_tensor, sk.add_noise(x, 0.5, seed=99, backend="triton"))
 
 
 def test_eps_statistics(device):

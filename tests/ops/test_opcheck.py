@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from sidkernels import ops
+from sidkernels.ops import kernel_op
 
 
 def _cases(device):
@@ -15,17 +15,18 @@ def _cases(device):
     seed = torch.tensor([5], device=device)
     rows = torch.rand(2, device=device)
     return {
-        "add_noise": (ops.add_noise_triton, (xg, sigma, seed, 0, 0.5, torch.bfloat16, True)),
-        "add_noise_plain": (ops.add_noise_triton, (x, sigma, seed, 2, 0.5, None, False)),
-        "precond_in": (ops.precond_in_triton, (xg, sigma, 1, 0.5, torch.bfloat16)),
-        "precond_in_bwd": (ops.precond_in_bwd_triton, (bf, sigma, x, 0, 0.5, torch.float32)),
-        "precond_out": (ops.precond_out_triton, (xg, bf.clone().requires_grad_(True), sigma, 0, 0.5)),
-        "precond_out_bwd": (ops.precond_out_bwd_triton, (x, sigma, 0, 0.5, torch.float32, torch.bfloat16)),
-        "sid_loss": (ops.sid_loss_triton, (xg, bf.clone().requires_grad_(True), x, 1.2, 1e-5, True, True, True,
+        "add_noise": (kernel_op("add_noise", "triton"), (xg, sigma, seed, 0, 0.5, torch.bfloat16, True)),
+        "add_noise_plain": (kernel_op("add_noise", "triton"), (x, sigma, seed, 2, 0.5, None, False)),
+        "precond_in": (kernel_op("precond_in", "triton"), (xg, sigma, 1, 0.5, torch.bfloat16)),
+        "precond_in_bwd": (kernel_op("precond_in_bwd", "triton"), (bf, sigma, x, 0, 0.5, torch.float32)),
+        "precond_out": (kernel_op("precond_out", "triton"), (xg, bf.clone().requires_grad_(True), sigma, 0,
+                                                             0.5)),
+        "precond_out_bwd": (kernel_op("precond_out_bwd", "triton"), (x, sigma, 0, 0.5, torch.float32, torch.bfloat16)),
+        "sid_loss": (kernel_op("sid_loss", "triton"), (xg, bf.clone().requires_grad_(True), x, 1.2, 1e-5, True, True, True,
                                            False)),
-        "fake_score_loss": (ops.fake_score_loss_triton, (xg, bf, sigma, 0.5, True)),
-        "rowscale": (ops.rowscale_triton, (rows, rows, x, -1.0, torch.bfloat16)),
-        "rowscale_stride0": (ops.rowscale_triton, (torch.ones((), device=device).expand(2), rows, bf, 1.0,
+        "fake_score_loss": (kernel_op("fake_score_loss", "triton"), (xg, bf, sigma, 0.5, True)),
+        "rowscale": (kernel_op("rowscale", "triton"), (rows, rows, x, -1.0, torch.bfloat16)),
+        "rowscale_stride0": (kernel_op("rowscale", "triton"), (torch.ones((), device=device).expand(2), rows, bf, 1.0,
                                                    torch.bfloat16)),
     }
 
@@ -34,3 +35,16 @@ def _cases(device):
 def test_opcheck(case, device):
     op, args = _cases(device)[case]
     torch.library.opcheck(op, args)
+
+
+def test_kernel_ops_reject_mixed_layouts():
+    x = torch.randn(2, 3, 4, 4)
+    with pytest.raises(ValueError, match="must share one contiguous or channels_last layout"):
+        kernel_op("precond_out", "triton")(x, x.contiguous(memory_format=torch.channels_last), torch.ones(2), 0, 0.5)
+    with pytest.raises(ValueError, match="must share one"):
+        kernel_op("add_noise", "triton")(x[..., ::2], torch.ones(2), torch.tensor([1]), 0, 0.5, None, False)
+
+
+def test_every_op_has_a_triton_variant():
+    from sidkernels.ops import SPECS, registered_backends
+    assert all("triton" in registered_backends(name) for name in SPECS)
