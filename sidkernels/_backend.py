@@ -2,8 +2,13 @@
 
 ``"torch"`` runs the plain PyTorch reference (differentiable by autograd, fused by Inductor under
 ``torch.compile``); ``"triton"`` runs the fused Triton kernels registered as ``torch.library`` custom
-ops.  ``"auto"`` picks Triton for CUDA tensors and the reference for CPU tensors.  The default for ``backend="auto"`` calls can be pinned with :func:`use_backend` or the
-``SIDKERNELS_BACKEND`` environment variable.
+ops; ``"cuda"`` runs their CUDA C++ twins (same schemas, fakes and autograd; built from ``csrc/`` on
+first use, see :mod:`sidkernels.cuda_ext`).
+
+``"auto"`` picks Triton for CUDA tensors and the reference for CPU tensors.  The rule between Triton and
+CUDA C++ on CUDA tensors is to be set per op from the GPU benchmark results (whichever backend is faster
+for the op); until those results exist it stays Triton.  The default for ``backend="auto"`` calls can be
+pinned with :func:`use_backend` or the ``SIDKERNELS_BACKEND`` environment variable.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from typing import Iterator
 
 import torch
 
-BACKENDS = ("auto", "torch", "triton")
+BACKENDS = ("auto", "torch", "triton", "cuda")
 
 _default = os.environ.get("SIDKERNELS_BACKEND", "auto")
 
@@ -59,4 +64,9 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         raise RuntimeError(
             f"backend='triton' got tensors on {device}; Triton kernels need CUDA tensors, or "
             "TRITON_INTERPRET=1 set before sidkernels is imported to interpret them on the CPU")
+    if backend == "cuda":
+        if device.type != "cuda":
+            raise RuntimeError(f"backend='cuda' got tensors on {device}; the CUDA C++ kernels need CUDA tensors")
+        from sidkernels import cuda_ext
+        cuda_ext.require()
     return backend

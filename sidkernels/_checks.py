@@ -76,7 +76,7 @@ def per_sample_sigma(sigma, n: int, ref_name: str, ref: torch.Tensor, *, positiv
     elif sigma.shape[0] != n or sigma.numel() != n:
         raise ValueError(f"sigma must be a scalar or have one value per sample of {ref_name}: shape [{n}] or "
                          f"[{n}, 1, ...], got {tuple(sigma.shape)}")
-    sigma = sigma.reshape(n).to(torch.float32)
+    sigma = sigma.reshape(n).to(torch.float32).contiguous()  # kernels read sigma[n]: no stride-0 views
     if positive and value_checks_enabled() and not bool((sigma > 0).all()):
         raise ValueError(f"sigma must be > 0 everywhere, got min {sigma.min().item():.3g}")
     return sigma

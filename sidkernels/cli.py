@@ -7,7 +7,10 @@ import sys
 
 # subcommand name -> module in sidkernels.commands exposing ``add_arguments(parser)`` and ``run(args)``
 COMMANDS = {
+    "distill": "distill",
     "selfcheck": "selfcheck",
+    "convert": "convert",
+    "sample": "sample",
 }
 
 

@@ -91,10 +91,14 @@ def test_value_checks_can_be_switched_off():
         sk.set_value_checks(True)
 
 
-def test_scalar_and_broadcast_sigma_forms_agree():
-    forms = [0.5, torch.tensor(0.5), torch.full((2,), 0.5), torch.full((2, 1, 1, 1), 0.5)]
-    outs = [sk.edm_precond_in(X, s, backend="torch")[0] for s in forms]
-    assert all(torch.equal(o, outs[0]) for o in outs)
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_scalar_and_broadcast_sigma_forms_agree(backend):
+    forms = [0.5, torch.tensor(0.5), torch.full((2,), 0.5), torch.full((2, 1, 1, 1), 0.5),
+             torch.tensor([0.5]).expand(2)]
+    outs = [sk.edm_precond_in(X, s, backend=backend) for s in forms]
+    for y, c_noise in outs:
+        assert torch.equal(y, outs[0][0]) and torch.equal(c_noise, outs[0][1])
+    assert torch.allclose(outs[0][1], torch.full((2,), 0.5).log() / 4)
 
 
 def test_auto_backend_uses_reference_on_cpu():

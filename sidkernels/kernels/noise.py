@@ -11,7 +11,6 @@ the backward needs none (d x_t / d x = 1).
 """
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 

@@ -1,0 +1,46 @@
+"""What a run leaves for people to look at: ``metrics.jsonl`` and a metrics plot (PNG)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def append_jsonl(path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_jsonl(path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_metrics(records: list[dict], path, baseline: dict | None = None) -> Path | None:
+    """Losses and (on the mixture) the exact metrics against kimg, one panel each."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    keys = [k for k in ("fd", "nll", "class_kl", "loss_G", "loss_fake") if any(k in r for r in records)]
+    if not records or not keys:
+        return None
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2))
+    for ax, key in zip(np.atleast_1d(axes), keys):
+        pts = [(r["kimg"], r[key]) for r in records if key in r and math.isfinite(r[key])]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=3, label="G_ema (1 step)" if key in ("fd", "nll", "class_kl") else key)
+        if baseline and key in baseline:
+            ax.axhline(baseline[key], color="gray", ls="--", label=baseline.get("label", "teacher"))
+        if key == "fd":
+            ax.set_yscale("log")
+        ax.set_title(key)
+        ax.set_xlabel("kimg")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

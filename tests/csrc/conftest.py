@@ -1,0 +1,3 @@
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda_build: builds the CUDA C++ extension with nvcc (CPU CI; deselect "
+                                       "with -m 'not cuda_build')")

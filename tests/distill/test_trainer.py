@@ -1,0 +1,131 @@
+"""The SiD trainer on the embedded mixture: learning, exact resume, safe checkpoints, clear config errors."""
+import json
+
+import pytest
+import torch
+
+from sidkernels.checkpoint import save_network
+from sidkernels.checkpoint.rebuild import CheckpointError
+from sidkernels.distill import SiDTrainer, preset_config
+from sidkernels.distill import state as state_io
+from sidkernels.distill.metrics import exact_metrics
+from sidkernels.distill.mixture import DigitMixture
+from sidkernels.distill.teacher import mixture_network, train_teacher
+
+
+@pytest.fixture(scope="module")
+def teacher_path(tmp_path_factory):
+    """A briefly trained mixture teacher (the embedded default trains longer and caches it)."""
+    net = train_teacher(DigitMixture.from_digits(), mixture_network(), iterations=250, batch=128, lr=2e-3,
+                        ema_halflife_kimg=5.0, seed=0, device=torch.device("cpu"), progress=False)
+    path = tmp_path_factory.mktemp("teacher") / "teacher.safetensors"
+    save_network(net, path)
+    return str(path)
+
+
+def config(tmp_path, **kw):
+    values = dict(out=str(tmp_path / "run"), teacher_eval_samples=0, eval_samples=1000, device="cpu")
+    values.update(kw)
+    return preset_config("mixture", **values)
+
+
+def test_short_run_reduces_exact_frechet_distance(tmp_path, teacher_path):
+    trainer = SiDTrainer(config(tmp_path, teacher=teacher_path, kimg=4.0, tick_kimg=2.0), progress=False)
+    mixture = trainer.mixture
+    start = exact_metrics(mixture, trainer.sample(1000))["fd"]
+    records = trainer.run()
+    end = records[-1]["fd"]
+    assert end < start / 3, f"FD {start:.3f} -> {end:.3f}"
+    run = tmp_path / "run"
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kimg"] for r in lines] == pytest.approx([2.048, 4.032])
+    assert {"iteration", "kimg", "images_per_s", "loss_G", "loss_fake", "fd", "nll", "class_kl"} <= set(lines[-1])
+    for name in ("metrics.png", "samples-init.png", "samples-latest.png", "config.json"):
+        assert (run / name).stat().st_size > 0
+    assert state_io.latest_state(run) is not None
+    assert list(run.glob("network-snapshot-*.safetensors"))
+
+
+def _params(trainer):
+    nets = {"G": trainer.G, "fake": trainer.fake, "G_ema": trainer.G_ema}
+    out = {f"{n}.{k}": v.clone() for n, net in nets.items() for k, v in net.state_dict().items()}
+    for n, opt in (("opt_G", trainer.opt_G), ("opt_fake", trainer.opt_fake)):
+        for i, st in opt.state_dict()["state"].items():
+            out.update({f"{n}.{i}.{k}": v.clone() for k, v in st.items() if isinstance(v, torch.Tensor)})
+    return out
+
+
+def test_kill_and_resume_is_bitwise_identical(tmp_path):
+    common = dict(teacher="random", kimg=0.048, batch=8, tick_kimg=0.024, snap_ticks=1)
+    whole = SiDTrainer(config(tmp_path / "a", **common), progress=False)
+    whole.run()
+    killed = SiDTrainer(config(tmp_path / "b", **common), progress=False)
+    killed.run(max_iterations=3)  # "killed" right after the checkpoint of iteration 3
+    del killed
+    resumed = SiDTrainer(config(tmp_path / "b", resume="auto", **common), progress=False)
+    assert resumed.iteration == 3
+    resumed.run()
+    assert resumed.iteration == whole.iteration == 6
+    a, b = _params(whole), _params(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_checkpoint_cut_mid_write_is_never_loaded(tmp_path, monkeypatch):
+    trainer = SiDTrainer(config(tmp_path, teacher="random", batch=8), progress=False)
+    trainer.step()
+    good = trainer.save()
+    assert state_io.latest_state(tmp_path / "run") == good
+
+    def crash(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"partial")
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(state_io, "save_file", crash)
+    trainer.step()
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save()
+    assert state_io.latest_state(tmp_path / "run") == good  # the interrupted write left nothing loadable
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if "training-state" in p.name) == [good.name]
+    # a damaged file under a final name (e.g. copied by hand) is refused with a clear error
+    bad = state_io.state_path(tmp_path / "run", 99)
+    bad.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="not a readable training state"):
+        SiDTrainer(config(tmp_path, teacher="random", batch=8, resume=str(bad)), progress=False)
+
+
+def test_bad_configuration_fails_before_training(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        SiDTrainer(config(tmp_path, teacher=str(tmp_path / "missing.pkl")), progress=False)
+    other = tmp_path / "other.safetensors"
+    save_network(mixture_network(model_channels=16), other)
+    with pytest.raises(ValueError, match="does not fit preset 'mixture'"):
+        SiDTrainer(config(tmp_path, teacher=str(other)), progress=False)
+    with pytest.raises(ValueError, match="must be divisible by batch_gpu"):
+        SiDTrainer(config(tmp_path, teacher="random", batch=12, batch_gpu=5), progress=False)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        SiDTrainer(config(tmp_path, teacher="random", precision="fp8"), progress=False)
+    with pytest.raises(ValueError, match="needs --teacher"):
+        preset_config("cifar10-uncond").validate()
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset_config("cifar100")
+    with pytest.raises(FileNotFoundError, match="no training state"):
+        SiDTrainer(config(tmp_path / "empty", teacher="random", resume="auto"), progress=False)
+
+
+PRESET_STEPS = ["cifar10-cond"] + [pytest.param(name, marks=pytest.mark.large)
+                                   for name in ("cifar10-uncond", "ffhq64", "afhq64", "imagenet64")]
+
+
+@pytest.mark.parametrize("preset", PRESET_STEPS)
+def test_preset_takes_steps_with_a_random_teacher(preset, tmp_path):
+    cfg = preset_config(preset, teacher="random", batch=2, batch_gpu=1, out=str(tmp_path / "run"))
+    trainer = SiDTrainer(cfg, progress=False)
+    assert trainer.rounds == 2
+    before = [p.detach().clone() for p in trainer.G.parameters()]
+    losses = [torch.stack(trainer.step()) for _ in range(2)]
+    assert all(torch.isfinite(l).all() for l in losses)
+    assert any(not torch.equal(p, q) for p, q in zip(before, trainer.G.parameters()))
+    assert trainer.cur_nimg == 4
