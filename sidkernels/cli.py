@@ -10,7 +10,9 @@ COMMANDS = {
     "distill": "distill",
     "selfcheck": "selfcheck",
     "convert": "convert",
+    "project": "project",
     "sample": "sample",
+    "bench": "bench",
 }
 
 

@@ -1,10 +1,11 @@
-"""Distil a diffusion teacher into a one-step generator with SiD.
+"""Distil a diffusion teacher into a one-step generator with SiD (or SIGN: --method sign).
 
 With no arguments: the embedded default.  A small EDM teacher is trained on exact samples of a Gaussian
 mixture of real 8x8 digits (cached after the first run), then distilled; the exact Frechet distance, NLL
 and class KL of the one-step generator are logged to metrics.jsonl and plotted (metrics.png) next to the
 teacher's 35-NFE Heun samples.  Presets reproduce the official runs given an EDM teacher checkpoint.
-Multi-GPU: ``torchrun --nproc_per_node=K -m sidkernels distill ...``.
+``--method sign`` trains an idempotent generator/projector instead (SIGN, a reconstruction: see the README);
+``--variant ign`` its original-IGN baseline.  Multi-GPU: ``torchrun --nproc_per_node=K -m sidkernels distill``.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sidkernels.distill.config import PRECISIONS, PRESETS, DistillConfig
 
 
 def add_arguments(p) -> None:
+    p.add_argument("--method", default="sid", choices=("sid", "sign"))
     p.add_argument("--preset", default="mixture", choices=sorted(PRESETS))
     p.add_argument("--teacher", default=None, help="teacher checkpoint (EDM/SiD pickle, SiD .pt state or "
                    "our .safetensors), or 'random' for a random-init teacher of the preset's architecture")
@@ -35,14 +37,30 @@ def add_arguments(p) -> None:
     p.add_argument("--snap", type=int, default=None, dest="snap_ticks", help="checkpoint every N reports")
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
+    sign = p.add_argument_group("SIGN (--method sign)")
+    sign.add_argument("--variant", choices=("sign", "ign"), default=None)
+    sign.add_argument("--score-loss", choices=("dmd", "sid"), default=None, dest="score_loss")
+    sign.add_argument("--time-mode", choices=("fixed", "estimated", "none"), default=None, dest="time_mode")
+    for term in ("idem", "flow", "dmd", "reg"):
+        sign.add_argument(f"--lambda-{term}", type=float, default=None, dest=f"lambda_{term}")
+    sign.add_argument("--fake-updates", type=int, default=None, dest="fake_updates")
 
 
 def run(args) -> int:
-    from sidkernels.distill import SiDTrainer, preset_config
-    fields = {f.name for f in dataclasses.fields(DistillConfig)}
-    overrides = {k: v for k, v in vars(args).items() if k in fields and k != "preset"}
-    cfg = preset_config(args.preset, **overrides)
-    trainer = SiDTrainer(cfg, progress=not args.no_progress)
+    if args.method == "sign":
+        from sidkernels.sign import SIGNConfig, SIGNTrainer, sign_config
+        fields = {f.name for f in dataclasses.fields(SIGNConfig)}
+        make_config, trainer_class = sign_config, SIGNTrainer
+    else:
+        from sidkernels.distill import SiDTrainer, preset_config
+        fields = {f.name for f in dataclasses.fields(DistillConfig)}
+        make_config, trainer_class = preset_config, SiDTrainer
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("preset", "method", "no_progress")}
+    stray = sorted(set(given) - fields - {"_run", "command"})
+    if stray:
+        raise SystemExit(f"error: {', '.join('--' + s.replace('_', '-') for s in stray)} only apply to --method sign")
+    cfg = make_config(args.preset, **{k: v for k, v in given.items() if k in fields})
+    trainer = trainer_class(cfg, progress=not args.no_progress)
     records = trainer.run()
     if records and trainer.rank == 0:
         last = records[-1]

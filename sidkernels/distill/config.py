@@ -40,7 +40,7 @@ class DistillConfig:
     tick_kimg: float = 4.0              # report interval
     snap_ticks: int = 5                 # training state every this many ticks (and at the end)
     eval_samples: int = 2000            # G_ema samples per report on the mixture
-    teacher_eval_samples: int = 500     # teacher Heun samples for the mixture baseline (0: skip)
+    teacher_eval_samples: int = 2000    # teacher Heun samples for the mixture baseline (0: skip)
     device: str = "auto"
     resume: str | None = None           # a training state, or "auto": the newest one in ``out``
 
@@ -79,14 +79,19 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def preset_config(name: str, **overrides) -> DistillConfig:
-    """The configuration of preset ``name`` with ``overrides`` (None values are ignored)."""
+def make_config(cls, name: str, preset_values: dict, overrides: dict):
+    """``cls`` for preset ``name``: its SiD preset values, then ``preset_values``, then ``overrides``
+    (None values ignored; unknown keys are an error)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    fields = {f.name for f in dataclasses.fields(DistillConfig)}
-    unknown = set(overrides) - fields
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         raise ValueError(f"unknown configuration keys {sorted(unknown)}")
-    values = dict(PRESETS[name], preset=name, out=f"runs/sid-{name}")
+    values = dict(PRESETS[name], preset=name, **preset_values)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return DistillConfig(**values)
+    return cls(**values)
+
+
+def preset_config(name: str, **overrides) -> DistillConfig:
+    """The SiD configuration of preset ``name`` with ``overrides`` (None values are ignored)."""
+    return make_config(DistillConfig, name, {"out": f"runs/sid-{name}"}, overrides)

@@ -25,7 +25,8 @@ def plot_metrics(records: list[dict], path, baseline: dict | None = None) -> Pat
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    keys = [k for k in ("fd", "nll", "class_kl", "loss_G", "loss_fake") if any(k in r for r in records)]
+    keys = [k for k in ("fd", "nll", "class_kl", "idem_residual_rel", "heldout_rec", "loss_G", "loss_fake")
+            if any(k in r for r in records)]
     if not records or not keys:
         return None
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2))

@@ -152,8 +152,9 @@ class SiDTrainer:
             labels = torch.nn.functional.one_hot(classes, net.label_dim).float()
         return z, labels
 
-    def _update(self, net, opt, scaler, loss_of_round) -> torch.Tensor:
-        """Accumulate R rounds, average over ranks, nan_to_num, Adam step; returns the summed loss (no sync)."""
+    def _update(self, net, opt, scaler, loss_of_round, clip: float | None = None) -> torch.Tensor:
+        """Accumulate R rounds, average over ranks, nan_to_num, optional norm clip, Adam step; returns the
+        summed loss (no host sync)."""
         net.train().requires_grad_(True)
         opt.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
@@ -168,6 +169,8 @@ class SiDTrainer:
         scaler.unscale_(opt)
         for p in params:
             torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip)
         scaler.step(opt)
         scaler.update()
         return total
@@ -189,10 +192,15 @@ class SiDTrainer:
 
         loss_fake = self._update(self.fake, self.opt_fake, self.scaler_fake, fake_round)
         loss_G = self._update(self.G, self.opt_G, self.scaler_G, generator_round)
+        self._advance()
+        return loss_fake, loss_G
+
+    def _advance(self) -> None:
+        """End of an iteration: generator EMA (at the pre-update image count, as the official loop), counters."""
+        cfg = self.cfg
         update_ema(self.G_ema, self.G, ema_beta(self.cur_nimg, cfg.batch, cfg.ema_halflife_kimg, cfg.ema_rampup))
         self.cur_nimg += cfg.batch
         self.iteration += 1
-        return loss_fake, loss_G
 
     # ------------------------------------------------------------------ evaluation, reports, checkpoints
     @torch.no_grad()
@@ -209,8 +217,12 @@ class SiDTrainer:
                 classes = torch.randint(net.label_dim, (m,), generator=gen)
                 labels = torch.nn.functional.one_hot(classes, net.label_dim).float().to(self.device)
             with self._backend(), self._autocast():
-                out.append(generate(net, z.to(self.device), labels, self.cfg.init_sigma).float().cpu())
+                out.append(self.one_step(net, z.to(self.device), labels).float().cpu())
         return torch.cat(out)
+
+    def one_step(self, net, z: torch.Tensor, labels) -> torch.Tensor:
+        """One-step generation from unit latents z: SiD's ``G(init_sigma z; init_sigma)``."""
+        return generate(net, z, labels, self.cfg.init_sigma)
 
     def evaluate_teacher(self) -> dict | None:
         """Exact metrics of the teacher's deterministic 35-NFE Heun samples (mixture only)."""
@@ -225,6 +237,7 @@ class SiDTrainer:
         return dict(exact_metrics(self.mixture, x.float()), label="teacher Heun, 35 NFE")
 
     def _report(self, record: dict) -> dict:
+        record.update(self.diagnostics())
         if self.mixture is not None:
             record.update(exact_metrics(self.mixture, self.sample(self.cfg.eval_samples)))
         if self.rank == 0:
@@ -233,6 +246,10 @@ class SiDTrainer:
             save_grid(self.sample(64, seed=2), self.out / "samples-latest.png", columns=8,
                       scale=4 if self.teacher.img_resolution <= 16 else 1)
         return record
+
+    def diagnostics(self) -> dict:
+        """Extra per-report fields (method specific); none for SiD."""
+        return {}
 
     def save(self) -> Path | None:
         """Write the training state (all ranks' RNG states) and a G_ema snapshot; returns the state path."""

@@ -9,18 +9,7 @@ from sidkernels.checkpoint.rebuild import CheckpointError
 from sidkernels.distill import SiDTrainer, preset_config
 from sidkernels.distill import state as state_io
 from sidkernels.distill.metrics import exact_metrics
-from sidkernels.distill.mixture import DigitMixture
-from sidkernels.distill.teacher import mixture_network, train_teacher
-
-
-@pytest.fixture(scope="module")
-def teacher_path(tmp_path_factory):
-    """A briefly trained mixture teacher (the embedded default trains longer and caches it)."""
-    net = train_teacher(DigitMixture.from_digits(), mixture_network(), iterations=250, batch=128, lr=2e-3,
-                        ema_halflife_kimg=5.0, seed=0, device=torch.device("cpu"), progress=False)
-    path = tmp_path_factory.mktemp("teacher") / "teacher.safetensors"
-    save_network(net, path)
-    return str(path)
+from sidkernels.distill.teacher import mixture_network
 
 
 def config(tmp_path, **kw):
@@ -29,8 +18,8 @@ def config(tmp_path, **kw):
     return preset_config("mixture", **values)
 
 
-def test_short_run_reduces_exact_frechet_distance(tmp_path, teacher_path):
-    trainer = SiDTrainer(config(tmp_path, teacher=teacher_path, kimg=4.0, tick_kimg=2.0), progress=False)
+def test_short_run_reduces_exact_frechet_distance(tmp_path, mixture_teacher_path):
+    trainer = SiDTrainer(config(tmp_path, teacher=mixture_teacher_path, kimg=4.0, tick_kimg=2.0), progress=False)
     mixture = trainer.mixture
     start = exact_metrics(mixture, trainer.sample(1000))["fd"]
     records = trainer.run()

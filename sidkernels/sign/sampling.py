@@ -1,0 +1,78 @@
+"""Generation and zero-shot projection with an idempotent student f (SIGN.md 4.7, 4.8).
+
+    1 step:      x = f(sigma_max eps)
+    K steps:     x <- f(sigma_max eps); then x <- f(x + sigma_k eps_k) for sigma_1 > ... > sigma_{K-1}
+    repeated:    x <- f(x), again and again (IGN-style; a no-op for an exactly idempotent f)
+    projection:  x = f(y + sigma_e eps) for a corrupted y (sigma_e = 0: direct projection)
+    inpainting:  x <- m * y + (1 - m) * f(x + sigma_k eps) over a decreasing list of sigma_k (m = 1: known)
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+RENOISE = {1: [], 2: [0.8], 3: [2.0, 0.5], 4: [5.0, 1.5, 0.4]}
+CORRUPTIONS = ("noisy", "masked", "lowres", "grayscale")
+
+
+@torch.no_grad()
+def sample_steps(f, eps: torch.Tensor, *, steps: int = 1, sigmas=None, sigma_max: float = 80.0, labels=None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """K-step generation with re-noising (``sigmas`` defaults to :data:`RENOISE` for ``steps``)."""
+    if sigmas is None:
+        if steps not in RENOISE:
+            raise ValueError(f"steps must be one of {sorted(RENOISE)} unless sigmas are given, got {steps}")
+        sigmas = RENOISE[steps]
+    x = f(sigma_max * eps, labels)
+    for sigma in sigmas:
+        noise = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
+        x = f(x + sigma * noise, labels)
+    return x
+
+
+@torch.no_grad()
+def apply_repeatedly(f, x: torch.Tensor, times: int, labels=None) -> torch.Tensor:
+    for _ in range(times):
+        x = f(x, labels)
+    return x
+
+
+def corrupt(x: torch.Tensor, kind: str, *, strength: float = 0.5, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A corrupted copy of ``x`` [N, C, H, W] and the mask of trusted pixels (1 = known).
+
+    ``noisy``: x + strength * eps; ``masked``: the central ``strength`` fraction of rows/columns set to -1 (mask 0);
+    ``lowres``: 2x average-pool then nearest upsample; ``grayscale``: channel mean replicated (identity
+    for one-channel images)."""
+    mask = torch.ones_like(x)
+    if kind == "noisy":
+        noise = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
+        return x + strength * noise, mask
+    if kind == "masked":
+        h, w = x.shape[-2:]
+        dh, dw = max(1, int(h * strength / 2)), max(1, int(w * strength / 2))
+        mask[..., h // 2 - dh:h // 2 + dh, w // 2 - dw:w // 2 + dw] = 0
+        return torch.where(mask.bool(), x, torch.full_like(x, -1.0)), mask
+    if kind == "lowres":
+        return F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="nearest"), mask
+    if kind == "grayscale":
+        return x.mean(dim=1, keepdim=True).expand_as(x).contiguous(), mask
+    raise ValueError(f"corruption must be one of {CORRUPTIONS}, got {kind!r}")
+
+
+@torch.no_grad()
+def project(f, y: torch.Tensor, *, sigma_e: float = 0.0, labels=None, generator=None) -> torch.Tensor:
+    """``f(y + sigma_e eps)``: larger sigma_e, more realistic and less faithful (SDEdit-like)."""
+    if sigma_e > 0:
+        y = y + sigma_e * torch.randn(y.shape, generator=generator, device="cpu").to(y.device)
+    return f(y, labels)
+
+
+@torch.no_grad()
+def inpaint(f, y: torch.Tensor, mask: torch.Tensor, *, sigmas=(2.0, 1.0, 0.5, 0.2), labels=None,
+            generator=None) -> torch.Tensor:
+    """Keep the known pixels of y, fill the rest by repeated re-noised projection."""
+    x = y
+    for sigma in sigmas:
+        noise = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
+        x = mask * y + (1 - mask) * f(x + sigma * noise, labels)
+    return x
