@@ -1,4 +1,4 @@
-"""Run every fused op on fresh random inputs and check it against the fp64 reference.
+"""Run every fused op of every available backend on fresh random inputs against the fp64 reference.
 
 Prints one row per (op, backend, dtype): the normalised max error of the output and of every input
 gradient, against the tolerance for that dtype.  Without a GPU the Triton kernels run under the Triton
@@ -95,8 +95,17 @@ def run(args) -> int:
     tolerance = _tolerance(torch)
     failures = 0
     torch.manual_seed(0)
+    backends = ["torch", "triton"]
+    if device.type == "cuda":
+        from sidkernels import cuda_ext
+        reason = cuda_ext.unavailable_reason()
+        if reason is None:
+            cuda_ext.require()  # builds the extension just in time if needed
+            backends.append("cuda")
+        else:
+            print(f"cuda backend skipped: {reason}")
     for op, fn, make in cases:
-        for backend in ("torch", "triton"):
+        for backend in backends:
             for dtype in (torch.float32, torch.bfloat16):
                 inputs = make(shape, dtype, device)
                 errs = _check(torch, sk, fn, inputs, sigma_for(inputs[0]), backend)
