@@ -205,15 +205,7 @@ def test_precond_in_bwd_with_addend_and_scalar_sigma():
 
 # ------------------------------------------------------------------ SiD generator loss
 def _check_sid(backend, inputs, reduction="mean", **kw):
-    loss, grads = sid_tests._loss_and_grads(backend, inputs, reduction, **kw)
-    ref_loss, ref_grads = sid_tests._loss_and_grads("torch", [t.double() for t in inputs], reduction, **kw)
-    coarsest = max(TOL[t.dtype] for t in inputs)
-    assert loss.dtype == torch.float32
-    assert_close(loss, ref_loss, tol=max(coarsest / 4, TOL[torch.float32]))
-    for g, g_ref, t in zip(grads, ref_grads, inputs):
-        assert g.dtype == t.dtype and g.shape == t.shape
-        assert_close(g, g_ref, tol=max(TOL[g.dtype], coarsest / 4))
-    return loss, grads
+    return sid_tests._check(inputs, reduction, backend=backend, **kw)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -273,15 +265,7 @@ def test_sid_loss_only_needed_gradients_and_determinism():
 
 # ------------------------------------------------------------------ fake-score loss
 def _check_fake(backend, den, y, sigma, reduction="mean", **kw):
-    loss, grads = fake_tests._loss_and_grads(backend, den, y, sigma, reduction, **kw)
-    ref_loss, ref_grads = fake_tests._loss_and_grads("torch", den.double(), y.double(), sigma.double(), reduction,
-                                                     **kw)
-    coarsest = max(TOL[den.dtype], TOL[y.dtype])
-    assert loss.dtype == torch.float32
-    assert_close(loss, ref_loss, tol=max(coarsest / 4, TOL[torch.float32]))
-    for g, g_ref, t in zip(grads, ref_grads, (den, y)):
-        assert g.dtype == t.dtype
-        assert_close(g, g_ref, tol=max(TOL[g.dtype], coarsest / 4))
+    fake_tests._check(den, y, sigma, reduction, backend=backend, **kw)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -15,8 +15,9 @@ def _loss_and_grads(backend, den, y, sigma, reduction="mean", **kw):
     return loss, torch.autograd.grad(loss.sum(), leaves)
 
 
-def _check(den, y, sigma, reduction="mean", **kw):
-    loss, grads = _loss_and_grads("triton", den, y, sigma, reduction, **kw)
+def _check(den, y, sigma, reduction="mean", backend="triton", **kw):
+    """The kernels of ``backend`` against the fp64 reference: loss, gradient dtypes and values."""
+    loss, grads = _loss_and_grads(backend, den, y, sigma, reduction, **kw)
     ref_loss, ref_grads = _loss_and_grads("torch", den.double(), y.double(), sigma.double(), reduction, **kw)
     coarsest = max(TOL[den.dtype], TOL[y.dtype])
     assert loss.dtype == torch.float32

@@ -16,8 +16,9 @@ def _loss_and_grads(backend, inputs, reduction="mean", **kw):
     return loss, grads
 
 
-def _check(inputs, reduction="mean", **kw):
-    loss, grads = _loss_and_grads("triton", inputs, reduction, **kw)
+def _check(inputs, reduction="mean", backend="triton", **kw):
+    """The kernels of ``backend`` against the fp64 reference: loss, gradient dtypes/shapes and values."""
+    loss, grads = _loss_and_grads(backend, inputs, reduction, **kw)
     ref_loss, ref_grads = _loss_and_grads("torch", [t.double() for t in inputs], reduction, **kw)
     assert loss.dtype == torch.float32
     coarsest = max(TOL[t.dtype] for t in inputs)
@@ -25,6 +26,7 @@ def _check(inputs, reduction="mean", **kw):
     for g, g_ref, t in zip(grads, ref_grads, inputs):
         assert g.dtype == t.dtype and g.shape == t.shape
         assert_close(g, g_ref, tol=max(TOL[g.dtype], coarsest / 4))
+    return loss, grads
 
 
 @pytest.mark.parametrize("shape", SHAPES)
