@@ -3,9 +3,9 @@
     python docs/make_figures.py --sid runs/sid-mixture --sign runs/sign-mixture [--out docs]
 
 Writes ``embedded-sid-vs-sign.png`` (exact metrics against kimg, both methods, teacher as a dashed line),
-``embedded-sign-steps.png`` (SIGN G_ema samples at 1, 2 and 4 steps from the same latents, and SiD's one
-step) and ``embedded-sign-projection.png`` (clean / corrupted / projected rows for noisy, masked and
-low-resolution digits), and prints the exact metrics of each sampler as a Markdown table.
+``embedded-sign-steps.png`` (SiD's one step, then SIGN G_ema at 1, 2, 3 and 4 steps with the run's
+re-noising schedule, all from the same latents) and ``embedded-sign-projection.png`` (clean / corrupted /
+projected rows for noisy, masked and low-resolution digits), and prints the exact metrics of each sampler as a Markdown table.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def main() -> None:
     from sidkernels.distill.report import read_jsonl
     from sidkernels.distill.sid_losses import generate
     from sidkernels.images import image_grid, save_png, to_uint8
-    from sidkernels.sign import IdempotentStudent, corrupt, project, sample_steps
+    from sidkernels.sign import IdempotentStudent, corrupt, project, renoise_sigmas, sample_steps
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sid", type=Path, required=True)
@@ -45,6 +45,9 @@ def main() -> None:
     for ax, key in zip(axes, ("fd", "nll", "class_kl")):
         for name, records in runs.items():
             ax.plot([r["kimg"] for r in records], [r[key] for r in records], marker="o", ms=3, label=f"{name} (1 step)")
+            two = [(r["kimg"], r[f"{key}_2step"]) for r in records if f"{key}_2step" in r]
+            if two:
+                ax.plot(*zip(*two), marker="s", ms=3, label=f"{name} (2 steps)")
         ax.set_title(key)
         ax.set_xlabel("kimg")
         if key == "fd":
@@ -61,9 +64,10 @@ def main() -> None:
     rows, table = [], ["| sampler | NFE | exact FD | NLL (nats/pixel) | class KL |", "|---|---|---|---|---|"]
     with torch.no_grad():
         samples = {"SiD G_ema": (1, generate(sid_net, eps, None, 2.5))}
-        for k in (1, 2, 4):
-            samples[f"SIGN G_ema, {k} step{'s' if k > 1 else ''}"] = (
-                k, sample_steps(f, eps, steps=k, generator=torch.Generator().manual_seed(1)))
+        for k in (1, 2, 3, 4):
+            sigmas = renoise_sigmas(k, sign_cfg.get("renoise"))
+            name = f"SIGN G_ema, {k} step{'s' if k > 1 else ''}" + (f" (re-noise {sigmas})" if sigmas else "")
+            samples[name] = (k, sample_steps(f, eps, sigmas=sigmas, generator=torch.Generator().manual_seed(1)))
     for name, (nfe, x) in samples.items():
         m = exact_metrics(mixture, x)
         table.append(f"| {name} | {nfe} | {m['fd']:.3f} | {m['nll']:.3f} | {m['class_kl']:.4f} |")

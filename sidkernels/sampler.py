@@ -44,8 +44,10 @@ def sample_heun(net, latents: torch.Tensor, *, num_steps: int = 18, class_labels
                 sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, S_churn: float = 0.0,
                 S_min: float = 0.0, S_max: float = float("inf"), S_noise: float = 1.0,
                 randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like, progress: bool = False,
-                **net_kwargs) -> torch.Tensor:
-    """Sample with EDM's Heun solver; returns the float64 result ``x_N`` (shape of ``latents``).
+                return_trajectory: bool = False, **net_kwargs):
+    """Sample with EDM's Heun solver; returns the float64 result ``x_N`` (shape of ``latents``), and with
+    ``return_trajectory`` also the states ``x_0 .. x_{N-1}`` at ``t_0 .. t_{N-1}`` stacked as ``[B, N, ...]``
+    (before any churn noise of their step).
 
     Args:
         net: a denoiser ``net(x, sigma, class_labels, **net_kwargs) -> D`` (e.g. :class:`EDMPrecond`).
@@ -76,8 +78,11 @@ def sample_heun(net, latents: torch.Tensor, *, num_steps: int = 18, class_labels
         steps = tqdm(steps, desc="heun", unit="step")
     gamma_churn = min(S_churn / num_steps, math.sqrt(2) - 1)
     x_next = latents.to(torch.float64) * t_steps[0]
+    states = []
     for i in steps:
         x_cur, t_cur, t_next = x_next, t_steps[i], t_steps[i + 1]
+        if return_trajectory:
+            states.append(x_cur)
         gamma = gamma_churn if S_min <= float(t_cur) <= S_max else 0.0
         t_hat = rounded(t_cur + gamma * t_cur)
         x_hat = x_cur
@@ -88,4 +93,6 @@ def sample_heun(net, latents: torch.Tensor, *, num_steps: int = 18, class_labels
         if i < num_steps - 1:
             d_prime = (x_next - denoise(x_next, t_next)) / t_next
             x_next = x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
+    if return_trajectory:
+        return x_next, torch.stack(states, dim=1)
     return x_next

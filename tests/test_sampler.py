@@ -117,3 +117,16 @@ def test_argument_errors():
         sample_heun(GaussianDenoiser(), torch.randn(1, 1, 2, 2), num_steps=0)
     with pytest.raises(ValueError, match="latents must be a batch tensor"):
         sample_heun(GaussianDenoiser(), torch.tensor(1.0))
+
+
+def test_trajectory_states_lie_on_the_exact_ode_path():
+    """State i sits at t_i: for the Gaussian, x(t) = MU + (x_T - MU) sqrt(S^2 + t^2) / sqrt(S^2 + sigma_max^2)."""
+    latents = torch.randn(8, 1, 2, 2, dtype=torch.float64)
+    out, states = sample_heun(GaussianDenoiser(), latents, num_steps=256, return_trajectory=True)
+    assert torch.equal(out, sample_heun(GaussianDenoiser(), latents, num_steps=256))
+    assert states.shape == (8, 256, 1, 2, 2)
+    assert torch.equal(states[:, 0], 80.0 * latents)
+    t = heun_sigmas(256, 0.002, 80.0)
+    for i in (1, 100, 200, 255):
+        exact = MU + (80.0 * latents - MU) * math.sqrt(S ** 2 + t[i] ** 2) / math.sqrt(S ** 2 + 80.0 ** 2)
+        torch.testing.assert_close(states[:, i], exact, atol=1e-3 * exact.abs().max(), rtol=0)

@@ -44,6 +44,13 @@ def add_arguments(p) -> None:
     for term in ("idem", "flow", "dmd", "reg"):
         sign.add_argument(f"--lambda-{term}", type=float, default=None, dest=f"lambda_{term}")
     sign.add_argument("--fake-updates", type=int, default=None, dest="fake_updates")
+    sign.add_argument("--reg-levels", choices=("end", "trajectory"), default=None, dest="reg_levels",
+                      help="L_reg inputs: the latents only, or every state of their teacher trajectories")
+    sign.add_argument("--dmd-renoise", type=float, default=None, dest="dmd_renoise",
+                      help="fraction of DMD samples made by one re-noised step f(f(z) + s eps)")
+    sign.add_argument("--dmd-renoise-range", type=float, nargs=2, default=None, dest="dmd_renoise_range",
+                      metavar=("LO", "HI"), help="s log-uniform in [LO, HI]")
+    sign.add_argument("--flow-steps", type=int, default=None, dest="flow_steps", help="Karras grid size of L_flow")
 
 
 def run(args) -> int:

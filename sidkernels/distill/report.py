@@ -34,6 +34,9 @@ def plot_metrics(records: list[dict], path, baseline: dict | None = None) -> Pat
         pts = [(r["kimg"], r[key]) for r in records if key in r and math.isfinite(r[key])]
         if pts:
             ax.plot(*zip(*pts), marker="o", ms=3, label="G_ema (1 step)" if key in ("fd", "nll", "class_kl") else key)
+        two = [(r["kimg"], r[f"{key}_2step"]) for r in records if f"{key}_2step" in r]
+        if two:
+            ax.plot(*zip(*two), marker="s", ms=3, label="G_ema (2 steps)")
         if baseline and key in baseline:
             ax.axhline(baseline[key], color="gray", ls="--", label=baseline.get("label", "teacher"))
         if key == "fd":

@@ -9,6 +9,8 @@ Distances are per-sample means over elements (``l2``, ``l1``) or iCT's pseudo-Hu
     L_dmd   = 1/2 mean (x_g - sg(x_g - g))^2,  g = (D_psi - D_phi)(x_t) / (mean|x_g - D_phi(x_t)| + 1e-8)
               x_t = sg(x_g) + sigma eps (SiD sigma sampler); or the SiD generator loss on x_t = x_g + sigma eps
     L_reg   = d(f(z_k), y_k)                                     (z_k, y_k): teacher Heun pairs
+    re-noised generation [R]: a fraction of the DMD (and fake-score) samples is x_g' = f(sg(x_g) + s eps),
+              s log-uniform in [s_lo, s_hi], so that distribution matching also shapes the multi-step sampler
     IGN     L_tight = tanh(L~ / (a L_rec)) a L_rec,  L~ = -d(f(sg f(z)), sg f(z)),  L_rec detached
 """
 from __future__ import annotations
@@ -93,6 +95,19 @@ def dmd_loss(x_g, teacher, fake, labels, *, tmax: float, score_loss: str, alpha:
         norm = (x_g.detach().float() - real).abs().flatten(1).mean(1).view(-1, *[1] * (x_g.dim() - 1)) + 1e-8
         target = x_g.detach().float() - (fake_d - real) / norm
     return 0.5 * (x_g.float() - target).square().mean()
+
+
+def renoised_generation(f, x_g, labels, fraction: float, sigma_range: tuple[float, float]) -> torch.Tensor:
+    """``x_g`` with its last ``round(fraction N)`` samples replaced by ``f(sg(x_g) + s eps)`` (one re-noised step
+    of the multi-step sampler, DMD2-style backward simulation), s log-uniform in ``sigma_range`` per sample."""
+    m = round(fraction * x_g.shape[0])
+    if m == 0:
+        return x_g
+    lo, hi = sigma_range
+    sigma = torch.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * torch.rand(m, device=x_g.device))
+    noisy = add_noise(x_g[-m:].detach(), sigma)
+    renoised = f(noisy, None if labels is None else labels[-m:])
+    return torch.cat([x_g[:-m], renoised.to(x_g.dtype)])
 
 
 def reg_loss(f, z_k, y_k, labels, dist: str) -> torch.Tensor:

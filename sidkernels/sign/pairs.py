@@ -1,16 +1,40 @@
-"""Regression pairs for L_reg: (z_k, y_k) with z_k = sigma_max eps_k and y_k the teacher's deterministic
-Heun sample from z_k (SIGN.md 4.4), generated once with fixed seeds and cached as safetensors next to the
-teacher cache (keyed by the teacher's weights, the count and the sampler settings)."""
+"""Regression pairs for L_reg (SIGN.md 4.4): inputs on the teacher's deterministic Heun trajectories and the
+trajectories' end points, generated once with fixed seeds and cached as safetensors next to the teacher
+cache (keyed by the teacher's weights, the count, the sampler settings and the levels kept).
+
+``levels="end"``: the paper-style pairs (z_k, y_k), z_k = sigma_max eps_k and y_k = Heun(z_k).
+``levels="trajectory"`` [R, a project extension]: every Heun state x_k(t_i), i = 0..N-1 (x_k(t_0) = z_k), is
+an input whose target is the same end point y_k, so that L_reg teaches f the teacher's ODE map from every
+noise level of the grid, which the re-noising multi-step sampler relies on. Memory: count x N x d floats.
+"""
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from sidkernels.checkpoint.safetensors_io import _atomic_write
-from sidkernels.sampler import sample_heun
+from sidkernels.sampler import heun_sigmas, sample_heun
+
+LEVELS = ("end", "trajectory")
+MAX_BYTES = 8 * 2**30  # the pairs' inputs stay in memory (on the training device) for the whole run
+
+
+class Pairs(NamedTuple):
+    """``inputs [count, L, C, H, W]`` at noise levels ``sigmas [L]`` (descending, ``sigmas[0] = sigma_max``),
+    targets ``y [count, C, H, W]`` and ``labels [count, label_dim]`` or None; CPU fp32."""
+    inputs: torch.Tensor
+    y: torch.Tensor
+    labels: torch.Tensor | None
+    sigmas: torch.Tensor
+
+    @property
+    def z(self) -> torch.Tensor:
+        return self.inputs[:, 0]
 
 
 def _teacher_digest(teacher) -> str:
@@ -21,12 +45,19 @@ def _teacher_digest(teacher) -> str:
     return h.hexdigest()[:16]
 
 
-def teacher_pairs(teacher, count: int, *, num_steps: int, sigma_max: float = 80.0, seed: int = 0, batch: int = 500,
-                  device=None, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """``(z [count, C, H, W], y [count, C, H, W], labels or None)`` on the CPU, fp32."""
+def teacher_pairs(teacher, count: int, *, num_steps: int, sigma_max: float = 80.0, seed: int = 0,
+                  levels: str = "end", batch: int = 500, device=None, progress: bool = False) -> Pairs:
+    """Run the teacher's Heun sampler from ``count`` seeded latents and keep the inputs of ``levels``."""
+    if levels not in LEVELS:
+        raise ValueError(f"levels must be one of {LEVELS}, got {levels!r}")
     gen = torch.Generator().manual_seed(seed)
     shape = (teacher.img_channels, teacher.img_resolution, teacher.img_resolution)
-    zs, ys, labels = [], [], []
+    stored = count * (num_steps if levels == "trajectory" else 1) * math.prod(shape) * 4
+    if stored > MAX_BYTES:
+        raise ValueError(f"{count} pairs at levels={levels!r} ({num_steps} Heun states of {shape}) need "
+                         f"{stored / 2**30:.1f} GiB of inputs (limit {MAX_BYTES / 2**30:.0f} GiB): lower reg_pairs "
+                         f"or use reg_levels='end'")
+    inputs, ys, labels = [], [], []
     for start in range(0, count, batch):
         m = min(batch, count - start)
         eps = torch.randn((m, *shape), generator=gen, dtype=torch.float64)
@@ -36,24 +67,30 @@ def teacher_pairs(teacher, count: int, *, num_steps: int, sigma_max: float = 80.
                                               teacher.label_dim).float()
             labels.append(lab)
         with torch.no_grad():
-            y = sample_heun(teacher, eps.to(device), num_steps=num_steps, sigma_max=sigma_max,
-                            class_labels=None if lab is None else lab.to(device), progress=progress)
-        zs.append((sigma_max * eps).float())
+            y, states = sample_heun(teacher, eps.to(device), num_steps=num_steps, sigma_max=sigma_max,
+                                    class_labels=None if lab is None else lab.to(device), progress=progress,
+                                    return_trajectory=True)
+        states = states.float().cpu()
+        inputs.append(states if levels == "trajectory" else states[:, :1])
         ys.append(y.float().cpu())
-    return torch.cat(zs), torch.cat(ys), (torch.cat(labels) if labels else None)
+    sigmas = heun_sigmas(num_steps, max(0.002, getattr(teacher, "sigma_min", 0.0)),
+                         min(sigma_max, getattr(teacher, "sigma_max", float("inf"))),
+                         round_sigma=getattr(teacher, "round_sigma", None))[:-1].float()
+    sigmas = sigmas if levels == "trajectory" else sigmas[:1]
+    return Pairs(torch.cat(inputs), torch.cat(ys), torch.cat(labels) if labels else None, sigmas)
 
 
 def cached_pairs(teacher, count: int, cache_dir, *, num_steps: int, sigma_max: float = 80.0, seed: int = 0,
-                 device=None, progress: bool = False):
+                 levels: str = "end", device=None, progress: bool = False) -> Pairs:
     """:func:`teacher_pairs`, read from ``cache_dir`` when this teacher's pairs were made before."""
-    key = f"{_teacher_digest(teacher)}-{count}-{num_steps}-{sigma_max}-{seed}"
+    key = f"{_teacher_digest(teacher)}-{count}-{num_steps}-{sigma_max}-{seed}-{levels}"
     path = Path(cache_dir) / f"sign-pairs-{key}.safetensors"
     if path.is_file():
         data = load_file(str(path))
-        return data["z"], data["y"], data.get("labels")
-    z, y, labels = teacher_pairs(teacher, count, num_steps=num_steps, sigma_max=sigma_max, seed=seed,
-                                 device=device, progress=progress)
-    tensors = {"z": z, "y": y} | ({"labels": labels} if labels is not None else {})
+        return Pairs(data["inputs"], data["y"], data.get("labels"), data["sigmas"])
+    pairs = teacher_pairs(teacher, count, num_steps=num_steps, sigma_max=sigma_max, seed=seed, levels=levels,
+                          device=device, progress=progress)
+    tensors = {name: t for name, t in pairs._asdict().items() if t is not None}
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, lambda tmp: save_file(tensors, tmp))
-    return z, y, labels
+    return pairs

@@ -11,18 +11,28 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-RENOISE = {1: [], 2: [0.8], 3: [2.0, 0.5], 4: [5.0, 1.5, 0.4]}
+RENOISE = {1: [], 2: [0.8], 3: [2.0, 0.5], 4: [5.0, 1.5, 0.4]}  # SIGN.md 4.7 defaults; presets may tune their own
 CORRUPTIONS = ("noisy", "masked", "lowres", "grayscale")
 
 
 @torch.no_grad()
-def sample_steps(f, eps: torch.Tensor, *, steps: int = 1, sigmas=None, sigma_max: float = 80.0, labels=None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """K-step generation with re-noising (``sigmas`` defaults to :data:`RENOISE` for ``steps``)."""
+def renoise_sigmas(steps: int, schedule: dict | None = None) -> list[float]:
+    """The re-noising levels of ``steps``-step sampling: ``schedule[steps]`` (a run's tuned lists, keys may be
+    strings as read back from config.json), falling back to :data:`RENOISE`."""
+    table = {int(k): list(v) for k, v in (schedule or {}).items()}
+    table = {**RENOISE, **table}
+    if steps not in table:
+        raise ValueError(f"steps must be one of {sorted(table)} unless sigmas are given, got {steps}")
+    if len(table[steps]) != steps - 1:
+        raise ValueError(f"a {steps}-step schedule needs {steps - 1} re-noising levels, got {table[steps]}")
+    return table[steps]
+
+
+def sample_steps(f, eps: torch.Tensor, *, steps: int = 1, sigmas=None, schedule: dict | None = None,
+                 sigma_max: float = 80.0, labels=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """K-step generation with re-noising (``sigmas`` defaults to :func:`renoise_sigmas` of ``steps``)."""
     if sigmas is None:
-        if steps not in RENOISE:
-            raise ValueError(f"steps must be one of {sorted(RENOISE)} unless sigmas are given, got {steps}")
-        sigmas = RENOISE[steps]
+        sigmas = renoise_sigmas(steps, schedule)
     x = f(sigma_max * eps, labels)
     for sigma in sigmas:
         noise = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)

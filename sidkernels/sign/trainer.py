@@ -2,6 +2,7 @@
 optimisers, EMA, checkpoints, resume, reports).  Per iteration:
 
     fake score (x fake_updates):  L_denoise on sg(f(z')), z' = sigma_max eps        (the SiD fake-score loss)
+                                  (a dmd_renoise fraction of them re-noised and re-generated, as for L_dmd)
     student:  L_rec + w_idem(i) L_idem + l_flow L_flow + l_dmd L_dmd + l_reg L_reg   (grad-norm clip, Adam)
     EMA of the student
 
@@ -13,13 +14,14 @@ from __future__ import annotations
 
 import torch
 
+from sidkernels.distill.metrics import exact_metrics
 from sidkernels.distill.sid_losses import denoising_loss
 from sidkernels.distill.teacher import cache_dir
 from sidkernels.distill.trainer import SiDTrainer
 from sidkernels.sign import losses as L
 from sidkernels.sign.config import SIGNConfig
-from sidkernels.sign.pairs import cached_pairs
-from sidkernels.sign.sampling import apply_repeatedly
+from sidkernels.sign.pairs import Pairs, cached_pairs
+from sidkernels.sign.sampling import apply_repeatedly, renoise_sigmas
 from sidkernels.sign.student import IdempotentStudent
 
 HELD_OUT = 0.05  # fraction of the regression pairs kept out of training (data-free held-out set)
@@ -39,19 +41,21 @@ class SIGNTrainer(SiDTrainer):
         self.pairs = None
         if self.uses_teacher and (cfg.lambda_reg > 0 or self.data_free):
             steps = 18 if self.teacher.img_resolution <= 32 else 40
-            z, y, labels = cached_pairs(self.teacher, cfg.reg_pairs, cache_dir(), num_steps=steps,
-                                        sigma_max=cfg.sigma_max, device=self.device, progress=self.progress)
-            self.pairs = (z.to(self.device), y.to(self.device), None if labels is None else labels.to(self.device))
-            self.n_train_pairs = max(1, int(len(z) * (1 - HELD_OUT)))
+            pairs = cached_pairs(self.teacher, cfg.reg_pairs, cache_dir(), num_steps=steps, sigma_max=cfg.sigma_max,
+                                 levels=cfg.reg_levels, device=self.device, progress=self.progress)
+            self.pairs = Pairs(*(None if t is None else t.to(self.device) for t in pairs))
+            self.n_train_pairs = max(1, int(len(pairs.y) * (1 - HELD_OUT)))
         self.term_sums: dict[str, torch.Tensor] = {}
         self.term_iterations = 0
 
     # ------------------------------------------------------------------ data
     def _pair_batch(self, n: int, held_out: bool = False, generator=None):
-        z, y, labels = self.pairs
-        lo, hi = (self.n_train_pairs, len(z)) if held_out else (0, self.n_train_pairs)
+        """``(input, target, labels)`` of n random pairs, each input at a random stored level."""
+        inputs, y, labels, _ = self.pairs
+        lo, hi = (self.n_train_pairs, len(y)) if held_out else (0, self.n_train_pairs)
         idx = torch.randint(lo, max(hi, lo + 1), (n,), generator=generator).to(self.device)
-        return z[idx], y[idx], None if labels is None else labels[idx]
+        level = torch.randint(inputs.shape[1], (n,), generator=generator).to(self.device)
+        return inputs[idx, level], y[idx], None if labels is None else labels[idx]
 
     def _data(self, n: int, generator=None):
         """Clean data x and its labels: exact mixture samples, or (data-free) the teacher's samples."""
@@ -86,7 +90,8 @@ class SIGNTrainer(SiDTrainer):
         if cfg.lambda_flow > 0:
             terms["flow"] = L.flow_loss(f, self.teacher, x, x_labels, self.grid, cfg.dist_flow)
         if cfg.lambda_dmd > 0:
-            terms["dmd"] = L.dmd_loss(x_g, self.teacher, self.fake, z_labels, tmax=cfg.tmax,
+            x_dmd = L.renoised_generation(f, x_g, z_labels, cfg.dmd_renoise, cfg.dmd_renoise_range)
+            terms["dmd"] = L.dmd_loss(x_dmd, self.teacher, self.fake, z_labels, tmax=cfg.tmax,
                                       score_loss=cfg.score_loss, alpha=cfg.alpha)
         if cfg.lambda_reg > 0:
             z_k, y_k, k_labels = self._pair_batch(self.micro)
@@ -102,6 +107,7 @@ class SIGNTrainer(SiDTrainer):
                 z, labels = self._draw()
                 with torch.no_grad():
                     x_g = self.f(cfg.sigma_max * z, labels)
+                    x_g = L.renoised_generation(self.f, x_g, labels, cfg.dmd_renoise, cfg.dmd_renoise_range)
                 return denoising_loss(self.fake, x_g, labels, scale=cfg.ls / self.batch_rank,
                                       net_dtype=self.net_dtype)
             for _ in range(cfg.fake_updates):
@@ -119,6 +125,18 @@ class SIGNTrainer(SiDTrainer):
         return loss_fake, loss_G
 
     # ------------------------------------------------------------------ diagnostics
+    @torch.no_grad()
+    def sample_steps(self, n: int, steps: int, seed: int = 0) -> torch.Tensor:
+        """n ``steps``-step samples of G_ema (unconditional teachers): the one-step samples of :meth:`sample`
+        from the same latents, re-noised with the run's schedule and projected again."""
+        x = self.sample(n, seed)
+        gen = torch.Generator().manual_seed(seed + 1)
+        for sigma in renoise_sigmas(steps, self.cfg.renoise):
+            noisy = (x + sigma * torch.randn(x.shape, generator=gen)).to(self.device)
+            with self._backend(), self._autocast():
+                x = self.f_ema(noisy).float().cpu()
+        return x
+
     @torch.no_grad()
     def diagnostics(self, n: int = 500) -> dict:
         """Mean loss terms since the last report, and on G_ema: the idempotence residual RMS(f(f(z)) - f(z))
@@ -148,4 +166,7 @@ class SIGNTrainer(SiDTrainer):
         rms = lambda t: t.square().mean().sqrt().item()
         record.update(idem_residual=rms(ffz - fz), idem_residual_rel=rms(ffz - fz) / rms(fz - fz.mean(0)),
                       heldout_rec=rms(fx - x), identity=rms(fz - z))
+        if self.mixture is not None and cfg.eval_samples:
+            two = exact_metrics(self.mixture, self.sample_steps(cfg.eval_samples, 2))
+            record.update({f"{k}_2step": v for k, v in two.items()})
         return record

@@ -108,3 +108,22 @@ def test_noise_estimate_tracks_white_noise():
 def test_student_rejects_bad_modes():
     with pytest.raises(ValueError, match="time_mode"):
         IdempotentStudent(torch.nn.Identity(), "learned")
+
+
+def test_renoised_generation_replaces_a_fraction_by_one_detached_renoised_step():
+    torch.manual_seed(0)
+    f = Linear(4096)
+    with torch.no_grad():
+        f.W.copy_(torch.eye(4096, dtype=torch.float64))  # f = identity: a re-noised sample is x_g + s eps
+    x_g = torch.randn(8, 4096, dtype=torch.float64, requires_grad=True)
+    out = L.renoised_generation(f, x_g, None, 0.5, (0.2, 5.0))
+    assert out.shape == x_g.shape and torch.equal(out[:4], x_g[:4])
+    sigmas = (out[4:] - x_g[4:]).detach().std(dim=1)
+    assert bool(((sigmas > 0.2 * 0.95) & (sigmas < 5.0 * 1.05)).all()), sigmas
+    assert len(set(sigmas.round(decimals=2).tolist())) == 4  # one level per sample
+    # the re-noised samples start from sg(x_g): gradient reaches x_g only through the kept samples,
+    # and reaches f's parameters through the re-noised ones
+    gx, gw = torch.autograd.grad(out.sum(), [x_g, f.W])
+    assert torch.equal(gx[4:], torch.zeros_like(gx[4:])) and torch.equal(gx[:4], torch.ones_like(gx[:4]))
+    assert gw.abs().sum() > 0
+    assert L.renoised_generation(f, x_g, None, 0.0, (0.2, 5.0)) is x_g

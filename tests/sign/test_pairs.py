@@ -1,0 +1,43 @@
+"""Cached teacher pairs for L_reg: end-point pairs and whole-trajectory pairs."""
+import pytest
+import torch
+
+from sidkernels.sampler import heun_sigmas, sample_heun
+from sidkernels.sign.pairs import cached_pairs, teacher_pairs
+
+
+class ShrinkDenoiser(torch.nn.Module):
+    """The exact denoiser of N(0, 0.25 I) with a teacher's attributes (1x2x2 images, unconditional)."""
+    img_channels, img_resolution, label_dim = 1, 2, 0
+
+    def forward(self, x, sigma, class_labels=None):
+        sigma = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, *[1] * (x.dim() - 1))
+        return 0.25 * x / (0.25 + sigma ** 2)
+
+
+def test_end_pairs_are_latents_and_heun_samples():
+    pairs = teacher_pairs(ShrinkDenoiser(), 7, num_steps=5, seed=3, batch=4)
+    assert pairs.inputs.shape == (7, 1, 1, 2, 2) and pairs.y.shape == (7, 1, 2, 2) and pairs.labels is None
+    assert pairs.sigmas.tolist() == pytest.approx([80.0])
+    eps = torch.randn((4, 1, 2, 2), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    torch.testing.assert_close(pairs.z[:4], (80.0 * eps).float())
+    torch.testing.assert_close(pairs.y[:4], sample_heun(ShrinkDenoiser(), eps, num_steps=5).float())
+
+
+def test_trajectory_pairs_hold_every_heun_state(tmp_path):
+    end = teacher_pairs(ShrinkDenoiser(), 5, num_steps=6, seed=1)
+    traj = cached_pairs(ShrinkDenoiser(), 5, tmp_path, num_steps=6, seed=1, levels="trajectory")
+    assert traj.inputs.shape == (5, 6, 1, 2, 2)
+    torch.testing.assert_close(traj.sigmas, heun_sigmas(6, 0.002, 80.0)[:-1].float())
+    assert torch.equal(traj.z, end.z) and torch.equal(traj.y, end.y)
+    # each state lies on the exact ODE path of N(0, 0.25): x(t) = x_T sqrt(0.25 + t^2) / sqrt(0.25 + 80^2)
+    ratio = (traj.inputs[:, 3] / traj.z).flatten()
+    assert ratio.std() < 1e-4 and 0 < ratio.mean() < 1
+    again = cached_pairs(ShrinkDenoiser(), 5, tmp_path, num_steps=6, seed=1, levels="trajectory")  # from disk
+    assert len(list(tmp_path.glob("sign-pairs-*-trajectory.safetensors"))) == 1
+    for a, b in zip(traj, again):
+        assert (a is None and b is None) or torch.equal(a, b)
+    with pytest.raises(ValueError, match="levels must be one of"):
+        teacher_pairs(ShrinkDenoiser(), 2, num_steps=2, levels="middle")
+    with pytest.raises(ValueError, match="GiB of inputs .* lower reg_pairs"):
+        teacher_pairs(ShrinkDenoiser(), 2**28, num_steps=40, levels="trajectory")
