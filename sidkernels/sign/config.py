@@ -52,8 +52,8 @@ class SIGNConfig(DistillConfig):
             raise ValueError(f"SIGN needs dropout 0 (f and its copy must be the same function), got {self.dropout}")
         lo, hi = self.dmd_renoise_range
         if not (0 <= self.dmd_renoise <= 1 and 0 < lo <= hi):
-            raise ValueError(f"need 0 <= dmd_renoise <= 1 and 0 < dmd_renoise_range[0] <= [1], got "
-                             f"{self.dmd_renoise}, {self.dmd_renoise_range}")
+            raise ValueError(f"need 0 <= dmd_renoise <= 1 and dmd_renoise_range (lo, hi) with 0 < lo <= hi, got "
+                             f"dmd_renoise={self.dmd_renoise}, dmd_renoise_range={self.dmd_renoise_range}")
         for steps, sigmas in self.renoise.items():
             if len(sigmas) != int(steps) - 1 or not all(s > 0 for s in sigmas):
                 raise ValueError(f"renoise[{steps}] must hold {int(steps) - 1} positive levels, got {sigmas}")

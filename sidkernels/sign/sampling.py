@@ -15,7 +15,6 @@ RENOISE = {1: [], 2: [0.8], 3: [2.0, 0.5], 4: [5.0, 1.5, 0.4]}  # SIGN.md 4.7 de
 CORRUPTIONS = ("noisy", "masked", "lowres", "grayscale")
 
 
-@torch.no_grad()
 def renoise_sigmas(steps: int, schedule: dict | None = None) -> list[float]:
     """The re-noising levels of ``steps``-step sampling: ``schedule[steps]`` (a run's tuned lists, keys may be
     strings as read back from config.json), falling back to :data:`RENOISE`."""
@@ -28,6 +27,7 @@ def renoise_sigmas(steps: int, schedule: dict | None = None) -> list[float]:
     return table[steps]
 
 
+@torch.no_grad()
 def sample_steps(f, eps: torch.Tensor, *, steps: int = 1, sigmas=None, schedule: dict | None = None,
                  sigma_max: float = 80.0, labels=None, generator: torch.Generator | None = None) -> torch.Tensor:
     """K-step generation with re-noising (``sigmas`` defaults to :func:`renoise_sigmas` of ``steps``)."""

@@ -129,6 +129,9 @@ class SIGNTrainer(SiDTrainer):
     def sample_steps(self, n: int, steps: int, seed: int = 0) -> torch.Tensor:
         """n ``steps``-step samples of G_ema (unconditional teachers): the one-step samples of :meth:`sample`
         from the same latents, re-noised with the run's schedule and projected again."""
+        if self.teacher.label_dim:
+            raise NotImplementedError("SIGNTrainer.sample_steps draws unconditional samples only; use "
+                                      "sidkernels.sign.sample_steps with labels for a conditional teacher")
         x = self.sample(n, seed)
         gen = torch.Generator().manual_seed(seed + 1)
         for sigma in renoise_sigmas(steps, self.cfg.renoise):

@@ -67,6 +67,7 @@ def test_multi_step_sampling_renoises_and_reprojects():
         x = f(x + sigma * torch.randn(x.shape, generator=gen))
     torch.testing.assert_close(got, x)
     torch.testing.assert_close(sample_steps(f, eps, steps=1), f(80.0 * eps))
+    assert not sample_steps(lambda u, labels=None: u * torch.ones((), requires_grad=True), eps).requires_grad
     with pytest.raises(ValueError, match="steps must be one of"):
         sample_steps(f, eps, steps=7)
 
@@ -82,6 +83,8 @@ def test_renoise_schedule_prefers_the_run_lists_over_the_spec_defaults():
         sign_config("mixture", renoise={2: [0.0]}).validate()
     with pytest.raises(ValueError, match="dmd_renoise"):
         sign_config("mixture", dmd_renoise=1.5).validate()
+    with pytest.raises(ValueError, match="0 < lo <= hi"):
+        sign_config("mixture", dmd_renoise_range=(1.0, 0.1)).validate()
 
 
 def test_project_command(trained):
