@@ -1,4 +1,6 @@
-"""Generate images from a checkpoint with EDM's Heun sampler (or in one step, for SiD generators).
+"""Generate images from a checkpoint with EDM's Heun sampler (or in one step, for SiD generators, or in K
+re-noised steps, for SIGN students: ``--sign-steps K``, with the time mode and re-noising lists of the
+``config.json`` next to the checkpoint when there is one).
 
 Writes ``grid.png`` (an image grid) and ``samples.npz`` (``images`` uint8 [N, H, W, C], ``seeds``,
 ``labels``: class index, or -1 for unconditional networks) into ``--outdir``.  Latents, labels and churn
@@ -44,6 +46,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--one-step", action="store_true",
                         help="SiD generator: x = D(init_sigma * z, init_sigma), one evaluation")
     parser.add_argument("--init-sigma", type=float, default=2.5, help="sigma of --one-step (default 2.5)")
+    parser.add_argument("--sign-steps", type=int, default=None, metavar="K",
+                        help="SIGN student: K steps, x <- f(80 z), then x <- f(x + s_k eps) (K evaluations)")
+    parser.add_argument("--renoise", type=float, nargs="+", default=None, metavar="S",
+                        help="SIGN re-noising levels (K-1 of them; default: the run's config.json, else SIGN.md's)")
+    parser.add_argument("--time-mode", choices=("fixed", "estimated", "none"), default=None,
+                        help="SIGN student's time mode (default: the run's config.json, else fixed)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--grid-cols", type=int, default=None, help="images per grid row (default ~sqrt(N))")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -71,6 +79,27 @@ class PerSeedNoise:
                                for g in self.generators])
 
 
+def _sign_settings(args) -> tuple[dict, list[float]]:
+    """The SIGN run's config.json beside the checkpoint (if any) under the command-line overrides, and the
+    re-noising levels of ``--sign-steps``."""
+    import json
+
+    from sidkernels.sign import renoise_sigmas
+
+    if args.sign_steps < 1:
+        raise ValueError(f"--sign-steps must be >= 1, got {args.sign_steps}")
+    config_path = Path(args.checkpoint).parent / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    if args.time_mode is not None:
+        config["time_mode"] = args.time_mode
+    if args.renoise is None:
+        return config, renoise_sigmas(args.sign_steps, config.get("renoise"))
+    if len(args.renoise) != args.sign_steps - 1 or min(args.renoise) <= 0:
+        raise ValueError(f"--renoise needs {args.sign_steps - 1} positive levels for --sign-steps "
+                         f"{args.sign_steps}, got {args.renoise}")
+    return config, args.renoise
+
+
 def _generate(net, seeds, args, device):
     import torch
 
@@ -89,7 +118,13 @@ def _generate(net, seeds, args, device):
             class_idx = noise.randint(net.label_dim).cpu()
         labels = torch.eye(net.label_dim, device=device)[class_idx.to(device)]
     with torch.no_grad():
-        if args.one_step:
+        if args.sign_steps:
+            from sidkernels.sign import IdempotentStudent, sample_steps
+            cfg = args.sign_config
+            f = IdempotentStudent(net, cfg.get("time_mode", "fixed"), cfg.get("sigma_c", 80.0))
+            images = sample_steps(f, latents, sigmas=args.sign_sigmas, sigma_max=cfg.get("sigma_max", 80.0),
+                                  labels=labels, randn_like=noise.randn_like)
+        elif args.one_step:
             images = net(latents * args.init_sigma, args.init_sigma, labels)
         else:
             images = sample_heun(net, latents, num_steps=args.steps, class_labels=labels, sigma_min=args.sigma_min,
@@ -112,6 +147,8 @@ def run(args) -> int:
         seeds = parse_seeds(args.seeds)
         if args.batch < 1:
             raise ValueError(f"--batch must be >= 1, got {args.batch}")
+        if args.sign_steps is not None:
+            args.sign_config, args.sign_sigmas = _sign_settings(args)
         net = load_checkpoint(args.checkpoint, key=args.key)
     except (ValueError, CheckpointError, pickle.UnpicklingError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

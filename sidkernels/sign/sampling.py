@@ -29,13 +29,18 @@ def renoise_sigmas(steps: int, schedule: dict | None = None) -> list[float]:
 
 @torch.no_grad()
 def sample_steps(f, eps: torch.Tensor, *, steps: int = 1, sigmas=None, schedule: dict | None = None,
-                 sigma_max: float = 80.0, labels=None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """K-step generation with re-noising (``sigmas`` defaults to :func:`renoise_sigmas` of ``steps``)."""
+                 sigma_max: float = 80.0, labels=None, generator: torch.Generator | None = None,
+                 randn_like=None) -> torch.Tensor:
+    """K-step generation with re-noising (``sigmas`` defaults to :func:`renoise_sigmas` of ``steps``); the
+    re-noising draws come from ``randn_like(x)`` when given, else from ``generator`` on the CPU."""
     if sigmas is None:
         sigmas = renoise_sigmas(steps, schedule)
     x = f(sigma_max * eps, labels)
     for sigma in sigmas:
-        noise = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
+        if randn_like is not None:
+            noise = randn_like(x)
+        else:
+            noise = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
         x = f(x + sigma * noise, labels)
     return x
 

@@ -86,3 +86,32 @@ def test_sample_argument_errors(conditional_checkpoint, tmp_path, capsys):
     assert main(base + ["--seeds", "0", "--class", "10", "--steps", "1"]) == 1
     assert "--class must be in [0, 10)" in capsys.readouterr().err
     assert main(["sample", str(tmp_path / "missing.safetensors"), "--outdir", str(tmp_path)]) == 1
+
+
+def test_sample_sign_steps_uses_the_run_config_and_per_seed_noise(tmp_path, capsys):
+    from sidkernels.images import to_uint8
+    from sidkernels.sign import IdempotentStudent
+
+    torch.manual_seed(0)
+    net = build_preset("cifar10-uncond", **SMALL).eval()
+    run = tmp_path / "run"
+    ckpt = save_network(net, run / "network-snapshot-000001.safetensors")[0]
+    (run / "config.json").write_text('{"time_mode": "estimated", "sigma_c": 80.0, "renoise": {"2": [0.3]}}')
+    base = ["sample", str(ckpt), "--seeds", "0-2", "--no-progress", "--device", "cpu"]
+    assert main(base + ["--outdir", str(tmp_path / "one"), "--sign-steps", "1"]) == 0
+    f = IdempotentStudent(net, "estimated", 80.0)
+    z = torch.stack([torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(s)) for s in range(3)])
+    with torch.no_grad():
+        expected = to_uint8(f(80.0 * z))
+    assert np.array_equal(read(tmp_path / "one")["images"], expected)
+    # two steps: the run's re-noise level 0.3, per-seed noise (batch invariant); --renoise overrides it
+    assert main(base + ["--outdir", str(tmp_path / "a"), "--sign-steps", "2", "--batch", "3"]) == 0
+    assert main(base + ["--outdir", str(tmp_path / "b"), "--sign-steps", "2", "--batch", "1"]) == 0
+    assert main(base + ["--outdir", str(tmp_path / "c"), "--sign-steps", "2", "--renoise", "0.3"]) == 0
+    assert main(base + ["--outdir", str(tmp_path / "d"), "--sign-steps", "2", "--renoise", "2.0"]) == 0
+    a, b, c, d = (read(tmp_path / k)["images"] for k in "abcd")
+    assert np.array_equal(a, b) and np.array_equal(a, c) and not np.array_equal(a, d)
+    assert not np.array_equal(a, expected)
+    capsys.readouterr()
+    assert main(base + ["--outdir", str(tmp_path / "e"), "--sign-steps", "3", "--renoise", "0.5"]) == 1
+    assert "--renoise needs 2 positive levels" in capsys.readouterr().err
