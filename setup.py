@@ -11,8 +11,8 @@
 The binding uses no CUDA-only torch API, so this works against a CPU build of torch as well (the result
 then loads but only runs on a CUDA build).  torch must already be installed, hence --no-build-isolation.
 """
+import importlib.util
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,14 +22,15 @@ CSRC = Path("csrc")
 
 
 def _cuda_home() -> Path:
-    """The CUDA toolkit: $CUDA_HOME / $CUDA_PATH, the one of the nvcc on PATH, or /usr/local/cuda."""
-    nvcc = shutil.which("nvcc")
-    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"),
-                  str(Path(nvcc).resolve().parent.parent) if nvcc else None, "/usr/local/cuda"]
-    for home in filter(None, candidates):
-        if (Path(home) / "bin" / "nvcc").exists() and (Path(home) / "include" / "cuda_runtime_api.h").exists():
-            return Path(home)
-    raise RuntimeError("SIDKERNELS_BUILD_CUDA=1 needs the CUDA toolkit (nvcc and headers): set CUDA_HOME")
+    """The CUDA toolkit, found by :func:`sidkernels.cuda_ext.find_cuda_home` (loaded from its file: importing
+    the package would need its dependencies at build time)."""
+    spec = importlib.util.spec_from_file_location("_sidkernels_cuda_ext", Path("sidkernels") / "cuda_ext.py")
+    cuda_ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cuda_ext)
+    home = cuda_ext.find_cuda_home()
+    if home is None:
+        raise RuntimeError("SIDKERNELS_BUILD_CUDA=1 needs the CUDA toolkit (nvcc and headers): set CUDA_HOME")
+    return home
 
 
 def _gencode(archs: str) -> list[str]:

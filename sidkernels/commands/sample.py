@@ -92,15 +92,14 @@ def _sign_settings(args) -> tuple[dict, list[float]]:
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     if args.time_mode is not None:
         config["time_mode"] = args.time_mode
-    if args.renoise is None:
-        return config, renoise_sigmas(args.sign_steps, config.get("renoise"))
-    if len(args.renoise) != args.sign_steps - 1 or min(args.renoise) <= 0:
-        raise ValueError(f"--renoise needs {args.sign_steps - 1} positive levels for --sign-steps "
-                         f"{args.sign_steps}, got {args.renoise}")
-    return config, args.renoise
+    schedule = config.get("renoise") if args.renoise is None else {args.sign_steps: args.renoise}
+    try:
+        return config, renoise_sigmas(args.sign_steps, schedule)
+    except ValueError as err:
+        raise ValueError(f"--renoise / --sign-steps: {err}") from None
 
 
-def _generate(net, seeds, args, device):
+def _generate(net, seeds, args, device, sign=None):
     import torch
 
     from sidkernels.images import to_uint8
@@ -118,12 +117,12 @@ def _generate(net, seeds, args, device):
             class_idx = noise.randint(net.label_dim).cpu()
         labels = torch.eye(net.label_dim, device=device)[class_idx.to(device)]
     with torch.no_grad():
-        if args.sign_steps:
+        if sign is not None:
             from sidkernels.sign import IdempotentStudent, sample_steps
-            cfg = args.sign_config
+            cfg, sigmas = sign
             f = IdempotentStudent(net, cfg.get("time_mode", "fixed"), cfg.get("sigma_c", 80.0))
-            images = sample_steps(f, latents, sigmas=args.sign_sigmas, sigma_max=cfg.get("sigma_max", 80.0),
-                                  labels=labels, randn_like=noise.randn_like)
+            images = sample_steps(f, latents, sigmas=sigmas, sigma_max=cfg.get("sigma_max", 80.0), labels=labels,
+                                  randn_like=noise.randn_like)
         elif args.one_step:
             images = net(latents * args.init_sigma, args.init_sigma, labels)
         else:
@@ -147,8 +146,7 @@ def run(args) -> int:
         seeds = parse_seeds(args.seeds)
         if args.batch < 1:
             raise ValueError(f"--batch must be >= 1, got {args.batch}")
-        if args.sign_steps is not None:
-            args.sign_config, args.sign_sigmas = _sign_settings(args)
+        sign = _sign_settings(args) if args.sign_steps is not None else None
         net = load_checkpoint(args.checkpoint, key=args.key)
     except (ValueError, CheckpointError, pickle.UnpicklingError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -163,7 +161,7 @@ def run(args) -> int:
     images, labels = [], []
     try:
         for batch in tqdm(batches, desc="sample", unit="batch", disable=args.no_progress):
-            x, y = _generate(net, batch, args, device)
+            x, y = _generate(net, batch, args, device, sign)
             images.append(x)
             labels.append(y)
     except ValueError as err:

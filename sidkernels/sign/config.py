@@ -7,6 +7,7 @@ import dataclasses
 from sidkernels.distill.config import PRESETS, DistillConfig, make_config
 from sidkernels.sign.losses import DISTANCES
 from sidkernels.sign.pairs import LEVELS
+from sidkernels.sign.sampling import renoise_sigmas
 from sidkernels.sign.student import TIME_MODES
 
 VARIANTS = ("sign", "ign")
@@ -54,9 +55,8 @@ class SIGNConfig(DistillConfig):
         if not (0 <= self.dmd_renoise <= 1 and 0 < lo <= hi):
             raise ValueError(f"need 0 <= dmd_renoise <= 1 and dmd_renoise_range (lo, hi) with 0 < lo <= hi, got "
                              f"dmd_renoise={self.dmd_renoise}, dmd_renoise_range={self.dmd_renoise_range}")
-        for steps, sigmas in self.renoise.items():
-            if len(sigmas) != int(steps) - 1 or not all(s > 0 for s in sigmas):
-                raise ValueError(f"renoise[{steps}] must hold {int(steps) - 1} positive levels, got {sigmas}")
+        for steps in self.renoise:
+            renoise_sigmas(int(steps), self.renoise)
         if self.fake_updates < 1 or self.flow_steps < 2 or self.reg_pairs < 1:
             raise ValueError("fake_updates >= 1, flow_steps >= 2 and reg_pairs >= 1 are required")
 

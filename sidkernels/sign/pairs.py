@@ -18,19 +18,18 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sidkernels.checkpoint.safetensors_io import _atomic_write
-from sidkernels.sampler import heun_sigmas, sample_heun
+from sidkernels.sampler import sample_heun
 
 LEVELS = ("end", "trajectory")
 MAX_BYTES = 8 * 2**30  # the pairs' inputs stay in memory (on the training device) for the whole run
 
 
 class Pairs(NamedTuple):
-    """``inputs [count, L, C, H, W]`` at noise levels ``sigmas [L]`` (descending, ``sigmas[0] = sigma_max``),
-    targets ``y [count, C, H, W]`` and ``labels [count, label_dim]`` or None; CPU fp32."""
+    """``inputs [count, L, C, H, W]`` (L = 1: the latents; L = N: the Heun states at the sampler's levels, the
+    latents first), targets ``y [count, C, H, W]`` and ``labels [count, label_dim]`` or None; CPU fp32."""
     inputs: torch.Tensor
     y: torch.Tensor
     labels: torch.Tensor | None
-    sigmas: torch.Tensor
 
     @property
     def z(self) -> torch.Tensor:
@@ -73,11 +72,7 @@ def teacher_pairs(teacher, count: int, *, num_steps: int, sigma_max: float = 80.
         states = states.float().cpu()
         inputs.append(states if levels == "trajectory" else states[:, :1])
         ys.append(y.float().cpu())
-    sigmas = heun_sigmas(num_steps, max(0.002, getattr(teacher, "sigma_min", 0.0)),
-                         min(sigma_max, getattr(teacher, "sigma_max", float("inf"))),
-                         round_sigma=getattr(teacher, "round_sigma", None))[:-1].float()
-    sigmas = sigmas if levels == "trajectory" else sigmas[:1]
-    return Pairs(torch.cat(inputs), torch.cat(ys), torch.cat(labels) if labels else None, sigmas)
+    return Pairs(torch.cat(inputs), torch.cat(ys), torch.cat(labels) if labels else None)
 
 
 def cached_pairs(teacher, count: int, cache_dir, *, num_steps: int, sigma_max: float = 80.0, seed: int = 0,
@@ -87,7 +82,7 @@ def cached_pairs(teacher, count: int, cache_dir, *, num_steps: int, sigma_max: f
     path = Path(cache_dir) / f"sign-pairs-{key}.safetensors"
     if path.is_file():
         data = load_file(str(path))
-        return Pairs(data["inputs"], data["y"], data.get("labels"), data["sigmas"])
+        return Pairs(data["inputs"], data["y"], data.get("labels"))
     pairs = teacher_pairs(teacher, count, num_steps=num_steps, sigma_max=sigma_max, seed=seed, levels=levels,
                           device=device, progress=progress)
     tensors = {name: t for name, t in pairs._asdict().items() if t is not None}

@@ -22,8 +22,8 @@ def renoise_sigmas(steps: int, schedule: dict | None = None) -> list[float]:
     table = {**RENOISE, **table}
     if steps not in table:
         raise ValueError(f"steps must be one of {sorted(table)} unless sigmas are given, got {steps}")
-    if len(table[steps]) != steps - 1:
-        raise ValueError(f"a {steps}-step schedule needs {steps - 1} re-noising levels, got {table[steps]}")
+    if len(table[steps]) != steps - 1 or not all(s > 0 for s in table[steps]):
+        raise ValueError(f"a {steps}-step schedule needs {steps - 1} positive re-noising levels, got {table[steps]}")
     return table[steps]
 
 

@@ -51,7 +51,7 @@ class SIGNTrainer(SiDTrainer):
     # ------------------------------------------------------------------ data
     def _pair_batch(self, n: int, held_out: bool = False, generator=None):
         """``(input, target, labels)`` of n random pairs, each input at a random stored level."""
-        inputs, y, labels, _ = self.pairs
+        inputs, y, labels = self.pairs
         lo, hi = (self.n_train_pairs, len(y)) if held_out else (0, self.n_train_pairs)
         idx = torch.randint(lo, max(hi, lo + 1), (n,), generator=generator).to(self.device)
         level = torch.randint(inputs.shape[1], (n,), generator=generator).to(self.device)

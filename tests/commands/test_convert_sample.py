@@ -114,4 +114,4 @@ def test_sample_sign_steps_uses_the_run_config_and_per_seed_noise(tmp_path, caps
     assert not np.array_equal(a, expected)
     capsys.readouterr()
     assert main(base + ["--outdir", str(tmp_path / "e"), "--sign-steps", "3", "--renoise", "0.5"]) == 1
-    assert "--renoise needs 2 positive levels" in capsys.readouterr().err
+    assert "--renoise / --sign-steps: a 3-step schedule needs 2 positive re-noising levels" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from sidkernels.sampler import heun_sigmas, sample_heun
+from sidkernels.sampler import sample_heun
 from sidkernels.sign.pairs import cached_pairs, teacher_pairs
 
 
@@ -18,7 +18,6 @@ class ShrinkDenoiser(torch.nn.Module):
 def test_end_pairs_are_latents_and_heun_samples():
     pairs = teacher_pairs(ShrinkDenoiser(), 7, num_steps=5, seed=3, batch=4)
     assert pairs.inputs.shape == (7, 1, 1, 2, 2) and pairs.y.shape == (7, 1, 2, 2) and pairs.labels is None
-    assert pairs.sigmas.tolist() == pytest.approx([80.0])
     eps = torch.randn((4, 1, 2, 2), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     torch.testing.assert_close(pairs.z[:4], (80.0 * eps).float())
     torch.testing.assert_close(pairs.y[:4], sample_heun(ShrinkDenoiser(), eps, num_steps=5).float())
@@ -28,7 +27,6 @@ def test_trajectory_pairs_hold_every_heun_state(tmp_path):
     end = teacher_pairs(ShrinkDenoiser(), 5, num_steps=6, seed=1)
     traj = cached_pairs(ShrinkDenoiser(), 5, tmp_path, num_steps=6, seed=1, levels="trajectory")
     assert traj.inputs.shape == (5, 6, 1, 2, 2)
-    torch.testing.assert_close(traj.sigmas, heun_sigmas(6, 0.002, 80.0)[:-1].float())
     assert torch.equal(traj.z, end.z) and torch.equal(traj.y, end.y)
     # each state lies on the exact ODE path of N(0, 0.25): x(t) = x_T sqrt(0.25 + t^2) / sqrt(0.25 + 80^2)
     ratio = (traj.inputs[:, 3] / traj.z).flatten()

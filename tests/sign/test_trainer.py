@@ -77,9 +77,9 @@ def test_renoise_schedule_prefers_the_run_lists_over_the_spec_defaults():
     tuned = {"2": [0.2], "5": [3.0, 1.0, 0.4, 0.2]}  # as read back from config.json
     assert renoise_sigmas(2, tuned) == [0.2] and renoise_sigmas(3, tuned) == [2.0, 0.5]
     assert renoise_sigmas(5, tuned) == [3.0, 1.0, 0.4, 0.2]
-    with pytest.raises(ValueError, match="needs 1 re-noising levels"):
+    with pytest.raises(ValueError, match="needs 1 positive re-noising levels"):
         renoise_sigmas(2, {2: [0.5, 0.2]})
-    with pytest.raises(ValueError, match=r"renoise\[2\] must hold 1 positive levels"):
+    with pytest.raises(ValueError, match="needs 1 positive re-noising levels"):
         sign_config("mixture", renoise={2: [0.0]}).validate()
     with pytest.raises(ValueError, match="dmd_renoise"):
         sign_config("mixture", dmd_renoise=1.5).validate()
