@@ -13,6 +13,9 @@
 // lacks, so it is declared weak: the library links and loads without it, and an op called on a torch
 // without it fails with a clear error instead of running on the wrong stream.  (c10::Stream::id() is not
 // a cudaStream_t: torch encodes pool streams as indices.)
+//
+// Host emulation build (-DSK_HOST_EMULATION, csrc/host_emulation; CPU CI only): the same binding over the
+// kernels run on the CPU, registered for CPU tensors under the CPU dispatch key, with no stream.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
@@ -26,11 +29,24 @@
 
 extern "C" __attribute__((weak)) int32_t aoti_torch_get_current_cuda_stream(int32_t device_index, void** ret_stream);
 
+#ifdef SK_HOST_EMULATION
+#define SK_DISPATCH_KEY CPU
+#else
+#define SK_DISPATCH_KEY CUDA
+#endif
+
 namespace {
 
 using at::Tensor;
 
+#ifdef SK_HOST_EMULATION
+constexpr bool kHostEmulation = true;
+#else
+constexpr bool kHostEmulation = false;
+#endif
+
 cudaStream_t current_stream(const char* op, const at::Device& device) {
+  if (kHostEmulation) return nullptr;
   TORCH_CHECK(aoti_torch_get_current_cuda_stream != nullptr, "sidkernels::", op,
               ": this torch has no CUDA support (aoti_torch_get_current_cuda_stream is missing); "
               "the CUDA kernels need a CUDA build of torch");
@@ -65,8 +81,9 @@ bool sample_dense(const Tensor& t) {
 class Call {
  public:
   Call(const char* op, const Tensor& first, const char* name) : op_(op), first_(first), device_(first.device()) {
-    TORCH_CHECK(first.is_cuda(), "sidkernels::", op, ": ", name, " is on ", first.device(),
-                "; the CUDA kernels need CUDA tensors");
+    TORCH_CHECK(kHostEmulation ? first.is_cpu() : first.is_cuda(), "sidkernels::", op, ": ", name, " is on ",
+                first.device(), kHostEmulation ? "; the host emulation runs on CPU tensors"
+                                               : "; the CUDA kernels need CUDA tensors");
     TORCH_CHECK(first.dim() >= 1, "sidkernels::", op, ": ", name, " must be a batch [N, ...], got a 0-dim tensor");
     TORCH_CHECK(sample_dense(first), "sidkernels::", op, ": ", name,
                 " must be contiguous or channels_last, got strides ", first.strides(), " (call sample_major first)");
@@ -304,7 +321,7 @@ TORCH_LIBRARY_FRAGMENT(sidkernels, m) {
   m.def("rowscale_cuda(Tensor grad_out, Tensor scale, Tensor src, float coef, ScalarType dtype) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(sidkernels, CUDA, m) {
+TORCH_LIBRARY_IMPL(sidkernels, SK_DISPATCH_KEY, m) {
   m.impl("add_noise_cuda", &add_noise_cuda);
   m.impl("precond_in_cuda", &precond_in_cuda);
   m.impl("precond_in_bwd_cuda", &precond_in_bwd_cuda);

@@ -31,6 +31,14 @@ constexpr int kMaxThreads = 256;    // threads per block of the row kernels
 constexpr int64_t kMaxChunks = 65535;  // gridDim.y limit
 constexpr int kFinalizeWarps = 8;   // samples per block of the finalize kernels
 
+// Kernel launch: SK_LAUNCH(kernel, grid, block, stream)(args...).  The host emulation build
+// (csrc/host_emulation, CPU CI) runs the grid on the CPU instead.
+#ifdef SK_HOST_EMULATION
+#define SK_LAUNCH(kernel, grid, block, stream) ::sk_emu::launch(kernel, grid, block, 0, stream)
+#else
+#define SK_LAUNCH(kernel, grid, block, stream) (kernel)<<<grid, block, 0, stream>>>
+#endif
+
 // ------------------------------------------------------------------ launch geometry
 // Per-launch constants of a row kernel: D elements per sample, `chunk` elements of a sample per block
 // (a multiple of kVec * blockDim.x).
@@ -76,7 +84,7 @@ inline cudaError_t launch_rows(void (*vec_kernel)(Geometry, P...), void (*scalar
                                int64_t n, int64_t d, cudaStream_t stream, const A&... args) {
   const RowLaunch l = row_launch(n, d);
   if (!l.ok) return cudaErrorInvalidConfiguration;
-  (vec ? vec_kernel : scalar_kernel)<<<l.grid, l.block, 0, stream>>>(l.geo, static_cast<P>(args)...);
+  SK_LAUNCH(vec ? vec_kernel : scalar_kernel, l.grid, l.block, stream)(l.geo, static_cast<P>(args)...);
   return cudaGetLastError();
 }
 

@@ -201,8 +201,8 @@ extern "C" cudaError_t sk_sid_loss(SkBuf a, SkBuf b, SkBuf x, SkBuf ga, SkBuf gb
                                     sk::aligned16(a, b, x, ga, gb, gx), n, d, stream, a, b, x, ga, gb, gx, workspace,
                                     loss, scale, alpha, weight_clip, normalize);
   if (err != cudaSuccess || chunks == 1) return err;
-  sk::sid_loss_finalize_kernel<<<unsigned(sk::ceil_div(n, sk::kFinalizeWarps)), sk::kFinalizeWarps * 32, 0,
-                                 stream>>>(workspace, n, chunks, d, loss, scale, weight_clip, normalize);
+  SK_LAUNCH(sk::sid_loss_finalize_kernel, unsigned(sk::ceil_div(n, sk::kFinalizeWarps)), sk::kFinalizeWarps * 32,
+            stream)(workspace, n, chunks, d, loss, scale, weight_clip, normalize);
   return cudaGetLastError();
 }
 
@@ -215,8 +215,8 @@ extern "C" cudaError_t sk_fake_score_loss(SkBuf den, SkBuf y, SkRows sigma, SkBu
                                     sk::aligned16(den, y, r), n, d, stream, den, y, sigma, r, workspace, loss, scale,
                                     sigma_data);
   if (err != cudaSuccess || chunks == 1) return err;
-  sk::fake_score_loss_finalize_kernel<<<unsigned(sk::ceil_div(n, sk::kFinalizeWarps)), sk::kFinalizeWarps * 32, 0,
-                                        stream>>>(workspace, sigma, n, chunks, loss, scale, sigma_data);
+  SK_LAUNCH(sk::fake_score_loss_finalize_kernel, unsigned(sk::ceil_div(n, sk::kFinalizeWarps)),
+            sk::kFinalizeWarps * 32, stream)(workspace, sigma, n, chunks, loss, scale, sigma_data);
   return cudaGetLastError();
 }
 

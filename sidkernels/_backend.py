@@ -65,8 +65,8 @@ def resolve_backend(backend: str, device: torch.device) -> str:
             f"backend='triton' got tensors on {device}; Triton kernels need CUDA tensors, or "
             "TRITON_INTERPRET=1 set before sidkernels is imported to interpret them on the CPU")
     if backend == "cuda":
-        if device.type != "cuda":
-            raise RuntimeError(f"backend='cuda' got tensors on {device}; the CUDA C++ kernels need CUDA tensors")
         from sidkernels import cuda_ext
+        if device.type != "cuda" and not (device.type == "cpu" and cuda_ext.is_host_emulation()):
+            raise RuntimeError(f"backend='cuda' got tensors on {device}; the CUDA C++ kernels need CUDA tensors")
         cuda_ext.require()
     return backend

@@ -32,6 +32,7 @@ JIT_NAME = "sidkernels_cuda"
 
 _lock = threading.Lock()
 _library: str | None = None       # path of the loaded library
+_host_emulation = False           # the loaded library is the host emulation build (CPU tensors)
 _build_error: str | None = None   # why the JIT build failed (not retried in this process)
 
 
@@ -87,13 +88,22 @@ def _register() -> None:
             register(name, "cuda", spec)
 
 
-def load_library(path: str) -> str:
-    """Load a built extension library and attach the shared fakes and autograd to its ops."""
-    global _library
+def load_library(path: str, *, host_emulation: bool = False) -> str:
+    """Load a built extension library and attach the shared fakes and autograd to its ops.
+
+    ``host_emulation``: the library is the CPU-CI build of ``csrc/host_emulation`` (tests/csrc/host_emulation.py),
+    whose ``*_cuda`` ops run the same kernels on CPU tensors; ``backend="cuda"`` then takes CPU tensors.
+    """
+    global _library, _host_emulation
     torch.ops.load_library(path)
     _register()
-    _library = path
+    _library, _host_emulation = path, host_emulation
     return path
+
+
+def is_host_emulation() -> bool:
+    """True when the loaded library is the host emulation build (see :func:`load_library`)."""
+    return _host_emulation
 
 
 def _jit_build_and_load() -> str:

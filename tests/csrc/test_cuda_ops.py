@@ -2,6 +2,10 @@
 (the fp64 reference), cuda against triton, the noise stream against the numpy Philox oracle, and one
 compute-sanitizer memcheck run of every CUDA kernel.  Shapes, dtypes, NaN rows and layouts are those of
 tests/ops (whose helpers are reused); the multi-chunk shapes run the two-stage reductions.
+
+On a CPU machine the same suite runs against the host emulation of the CUDA kernels (csrc/host_emulation,
+built and run by test_host_emulation.py with the library's path in $SIDKERNELS_CUDA_HOST_EMULATION): the
+tensors are CPU tensors, Triton is interpreted, and ASan/UBSan stand in for compute-sanitizer.
 """
 import os
 import shutil
@@ -18,14 +22,20 @@ from sidkernels import cuda_ext
 from sidkernels.ops import kernel_op
 from sidkernels.ref import add_noise_ref
 from sidkernels.ref.philox import philox_randn
+from tests.csrc.host_emulation import LIBRARY_ENV
 from tests.helpers import DTYPES, TOL, assert_close, randn
 from tests.ops import test_fake_score_loss as fake_tests
 from tests.ops import test_sid_loss as sid_tests
 from tests.ops.test_opcheck import _cases
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
+HOST_EMULATION = os.environ.get(LIBRARY_ENV)
+DEVICE = "cpu" if HOST_EMULATION else "cuda"
+
+pytestmark = pytest.mark.skipif(not HOST_EMULATION and not torch.cuda.is_available(),
                                 reason="needs a CUDA GPU: the CUDA C++ kernels only run there "
-                                       "(CPU CI compiles and links them in test_build.py)")
+                                       "(CPU CI compiles them in test_build.py and runs this suite on their host "
+                                       "emulation in test_host_emulation.py)")
+gpu_only = pytest.mark.skipif(bool(HOST_EMULATION), reason="needs a real GPU (streams, compute-sanitizer)")
 
 BACKENDS = ["triton", "cuda"]
 KINDS = ["edm", "vp", "ve"]
@@ -36,13 +46,16 @@ LONG = (2, 3, 256, 256)  # many chunks per sample: the loss finalize kernel runs
 @pytest.fixture(scope="module", autouse=True)
 def _cuda_backend():
     """Build (just in time, cached) and load the extension once; a failure here is an error, not a skip."""
-    cuda_ext.require()
+    if HOST_EMULATION:
+        cuda_ext.load_library(HOST_EMULATION, host_emulation=True)
+    else:
+        cuda_ext.require()
 
 
 def _misaligned(shape, dtype=torch.float32, requires_grad=False):
     """A contiguous tensor whose data pointer is not 16-byte aligned (the kernels' scalar path); with
     requires_grad it is a view of a leaf, so autograd.grad can differentiate with respect to it in place."""
-    base = torch.randn(shape[0] + 1, *shape[1:], device="cuda").to(dtype).requires_grad_(requires_grad)
+    base = torch.randn(shape[0] + 1, *shape[1:], device=DEVICE).to(dtype).requires_grad_(requires_grad)
     t = base[1:]
     assert t.is_contiguous() and t.data_ptr() % 16 != 0
     return t
@@ -53,7 +66,7 @@ def _misaligned(shape, dtype=torch.float32, requires_grad=False):
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("precond", KINDS)
 def test_noise_matches_reference_given_eps(backend, shape, precond):
-    x, sigma = randn(shape, device="cuda"), sk.sample_sigma_sid(shape[0], device="cuda")
+    x, sigma = randn(shape, device=DEVICE), sk.sample_sigma_sid(shape[0], device=DEVICE)
     xt, net, eps = sk.add_noise(x, sigma, precond=precond, sigma_data=0.6, return_net_input=True, return_eps=True,
                                 backend=backend)
     ref_xt, ref_net = add_noise_ref(x, sigma, eps, precond=precond, sigma_data=0.6)
@@ -65,7 +78,7 @@ def test_noise_matches_reference_given_eps(backend, shape, precond):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("net_dtype", [torch.bfloat16, torch.float32])
 def test_noise_dtypes(backend, dtype, net_dtype):
-    x, sigma = randn((3, 3, 6, 5), dtype, "cuda"), sk.sample_sigma_sid(3, device="cuda")
+    x, sigma = randn((3, 3, 6, 5), dtype, DEVICE), sk.sample_sigma_sid(3, device=DEVICE)
     xt, net, eps = sk.add_noise(x, sigma, net_dtype=net_dtype, return_net_input=True, return_eps=True,
                                 backend=backend)
     assert xt.dtype == dtype and net.dtype == net_dtype and eps.dtype == torch.float32
@@ -76,7 +89,7 @@ def test_noise_dtypes(backend, dtype, net_dtype):
 
 @pytest.mark.parametrize("layout", ["strided", "channels_last"])
 def test_noise_layouts(layout):
-    x, sigma = randn((2, 3, 7, 6), device="cuda", layout=layout), sk.sample_sigma_sid(2, device="cuda")
+    x, sigma = randn((2, 3, 7, 6), device=DEVICE, layout=layout), sk.sample_sigma_sid(2, device=DEVICE)
     xt, eps = sk.add_noise(x, sigma, return_eps=True, backend="cuda")
     assert_close(xt, add_noise_ref(x, sigma, eps)[0])
     if layout == "channels_last":
@@ -87,11 +100,11 @@ def test_noise_layouts(layout):
 def test_eps_is_the_triton_stream_and_the_oracle(shape):
     """The same (seed, element index) gives the same eps on both backends and in the numpy oracle, up to the
     ulps of the fp32 log/cos/sqrt (a wrong counter, key or uniform mapping would differ by O(1))."""
-    x = torch.zeros(shape, device="cuda")
+    x = torch.zeros(shape, device=DEVICE)
     seed = (7 << 40) + 12345
     _, eps_cuda = sk.add_noise(x, 1.0, seed=seed, return_eps=True, backend="cuda")
     _, eps_triton = sk.add_noise(x, 1.0, seed=seed, return_eps=True, backend="triton")
-    oracle = torch.from_numpy(philox_randn(seed, np.arange(x.numel()))).view(shape).cuda()
+    oracle = torch.from_numpy(philox_randn(seed, np.arange(x.numel()))).view(shape).to(DEVICE)
     assert_close(eps_cuda, oracle, tol=1e-6)
     assert_close(eps_cuda, eps_triton, tol=1e-6)
 
@@ -99,30 +112,30 @@ def test_eps_is_the_triton_stream_and_the_oracle(shape):
 def test_eps_does_not_depend_on_the_vector_path():
     """Misaligned (scalar loads) and aligned (16-byte loads) copies of one input draw bit-identical noise."""
     x = _misaligned((3, 37))
-    sigma = torch.rand(3, device="cuda") + 0.1
+    sigma = torch.rand(3, device=DEVICE) + 0.1
     a = sk.add_noise(x, sigma, seed=5, return_net_input=True, return_eps=True, backend="cuda")
     b = sk.add_noise(x.clone(), sigma, seed=5, return_net_input=True, return_eps=True, backend="cuda")
     assert all(torch.equal(u, v) for u, v in zip(a, b))
 
 
 def test_noise_seed_determinism():
-    x, sigma = randn((2, 3, 8, 8), device="cuda"), sk.sample_sigma_sid(2, device="cuda")
+    x, sigma = randn((2, 3, 8, 8), device=DEVICE), sk.sample_sigma_sid(2, device=DEVICE)
     a = sk.add_noise(x, sigma, seed=11, backend="cuda")
-    assert torch.equal(a, sk.add_noise(x, sigma, seed=torch.tensor([11], device="cuda"), backend="cuda"))
+    assert torch.equal(a, sk.add_noise(x, sigma, seed=torch.tensor([11], device=DEVICE), backend="cuda"))
     assert (a != sk.add_noise(x, sigma, seed=12, backend="cuda")).float().mean() > 0.99
 
 
 def test_eps_statistics():
     from scipy import stats
-    _, eps = sk.add_noise(torch.zeros(4, 25_000, device="cuda"), 1.0, return_eps=True, backend="cuda")
+    _, eps = sk.add_noise(torch.zeros(4, 25_000, device=DEVICE), 1.0, return_eps=True, backend="cuda")
     e = eps.double().flatten()
     assert abs(e.mean().item()) < 0.02 and abs(e.std().item() - 1) < 0.02
     assert stats.kstest(e.cpu().numpy(), "norm").statistic < 0.01
 
 
 def test_noise_backward():
-    x = randn((2, 3, 8, 8), device="cuda", requires_grad=True)
-    sigma = sk.sample_sigma_sid(2, device="cuda")
+    x = randn((2, 3, 8, 8), device=DEVICE, requires_grad=True)
+    sigma = sk.sample_sigma_sid(2, device=DEVICE)
     xt, net = sk.add_noise(x, sigma, return_net_input=True, backend="cuda")
     g_xt, g_net = torch.randn_like(xt), torch.randn_like(net)
     (gx,) = torch.autograd.grad([xt, net], [x], [g_xt, g_net])
@@ -135,9 +148,9 @@ def test_noise_backward():
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_precond_in_and_out(backend, shape, kind):
-    x = randn(shape, device="cuda", requires_grad=True)
-    F = randn(shape, device="cuda", requires_grad=True)
-    sigma = sk.sample_sigma_sid(shape[0], device="cuda")
+    x = randn(shape, device=DEVICE, requires_grad=True)
+    F = randn(shape, device=DEVICE, requires_grad=True)
+    sigma = sk.sample_sigma_sid(shape[0], device=DEVICE)
     y, c_noise = sk.edm_precond_in(x, sigma, precond=kind, sigma_data=0.7, backend=backend)
     ref_y, ref_c = sk.edm_precond_in(x, sigma.double(), precond=kind, sigma_data=0.7, backend="torch")
     assert_close(y, ref_y)
@@ -159,9 +172,9 @@ def test_precond_in_and_out(backend, shape, kind):
 @pytest.mark.parametrize("other", [torch.bfloat16, torch.float16, torch.float32])
 def test_precond_dtypes(backend, dtype, other):
     """Input x in dtype with the network side (y, F) in `other`: outputs and gradients in their dtypes."""
-    x = randn((3, 3, 6, 5), dtype, "cuda", requires_grad=True)
-    F = randn((3, 3, 6, 5), other, "cuda", requires_grad=True)
-    sigma = sk.sample_sigma_lognormal(3, device="cuda")
+    x = randn((3, 3, 6, 5), dtype, DEVICE, requires_grad=True)
+    F = randn((3, 3, 6, 5), other, DEVICE, requires_grad=True)
+    sigma = sk.sample_sigma_lognormal(3, device=DEVICE)
     y, _ = sk.edm_precond_in(x, sigma, dtype=other, backend=backend)
     assert y.dtype == other
     assert_close(y, sk.edm_precond_in(x.detach().double(), sigma, backend="torch")[0].to(other).double(),
@@ -185,8 +198,8 @@ def test_precond_layouts(layout):
     if layout == "misaligned":
         x, F = _misaligned(shape), _misaligned(shape)
     else:
-        x, F = randn(shape, device="cuda", layout=layout), randn(shape, device="cuda", layout=layout)
-    sigma = sk.sample_sigma_lognormal(2, device="cuda")
+        x, F = randn(shape, device=DEVICE, layout=layout), randn(shape, device=DEVICE, layout=layout)
+    sigma = sk.sample_sigma_lognormal(2, device=DEVICE)
     assert_close(sk.edm_precond_out(x, F, sigma, backend="cuda"), sk.edm_precond_out(x, F, sigma, backend="torch"))
     y, _ = sk.edm_precond_in(x, sigma, backend="cuda")
     assert_close(y, sk.edm_precond_in(x, sigma, backend="torch")[0])
@@ -196,8 +209,8 @@ def test_precond_layouts(layout):
 
 def test_precond_in_bwd_with_addend_and_scalar_sigma():
     """The noise op's backward form (c_in gy + addend) and a 0-dim sigma broadcast to every sample."""
-    gy, addend = randn((3, 3, 9, 9), torch.bfloat16, "cuda"), randn((3, 3, 9, 9), device="cuda")
-    sigma = torch.tensor(0.8, device="cuda").expand(3)  # stride 0
+    gy, addend = randn((3, 3, 9, 9), torch.bfloat16, DEVICE), randn((3, 3, 9, 9), device=DEVICE)
+    sigma = torch.tensor(0.8, device=DEVICE).expand(3)  # stride 0
     out = kernel_op("precond_in_bwd", "cuda")(gy, sigma, addend, 0, 0.5, torch.float32)
     c_in = (0.8 ** 2 + 0.25) ** -0.5
     assert_close(out, c_in * gy.double() + addend.double())
@@ -212,32 +225,32 @@ def _check_sid(backend, inputs, reduction="mean", **kw):
 @pytest.mark.parametrize("shape", sid_tests.SHAPES + [LONG])
 @pytest.mark.parametrize("alpha", [1.0, 1.2])
 def test_sid_loss_matches_reference(backend, shape, alpha):
-    _check_sid(backend, [randn(shape, device="cuda") for _ in range(3)], alpha=alpha)
+    _check_sid(backend, [randn(shape, device=DEVICE) for _ in range(3)], alpha=alpha)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 def test_sid_loss_dtypes_and_reductions(backend, dtype, reduction):
-    _check_sid(backend, [randn((3, 3, 6, 5), dtype, "cuda") for _ in range(3)], reduction=reduction)
+    _check_sid(backend, [randn((3, 3, 6, 5), dtype, DEVICE) for _ in range(3)], reduction=reduction)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sid_loss_mixed_dtypes_layouts_and_options(backend):
     shape = (3, 2, 9, 9)
-    _check_sid(backend, [randn(shape, torch.bfloat16, "cuda"), randn(shape, torch.float32, "cuda"),
-                         randn(shape, torch.float16, "cuda")])
-    _check_sid(backend, [randn(shape, device="cuda", layout="channels_last"), randn(shape, device="cuda"),
-                         randn(shape, device="cuda", layout="strided")])
-    _check_sid(backend, [randn(shape, device="cuda") for _ in range(3)], loss_scale=100.0, normalize=False,
+    _check_sid(backend, [randn(shape, torch.bfloat16, DEVICE), randn(shape, torch.float32, DEVICE),
+                         randn(shape, torch.float16, DEVICE)])
+    _check_sid(backend, [randn(shape, device=DEVICE, layout="channels_last"), randn(shape, device=DEVICE),
+                         randn(shape, device=DEVICE, layout="strided")])
+    _check_sid(backend, [randn(shape, device=DEVICE) for _ in range(3)], loss_scale=100.0, normalize=False,
                weight_clip=1e-3)
-    _check_sid(backend, [randn(shape, device="cuda") for _ in range(3)], weight_clip=10.0)
+    _check_sid(backend, [randn(shape, device=DEVICE) for _ in range(3)], weight_clip=10.0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", [(4, 3, 5, 5), (3, 3, 37, 37), (3, 3, 256, 256)])
 def test_sid_loss_nan_rows_are_dropped(backend, shape):
-    a, b, x = (randn(shape, device="cuda") for _ in range(3))
+    a, b, x = (randn(shape, device=DEVICE) for _ in range(3))
     a[1, 0, 0, 0] = float("nan")
     x[2, -1, -1, -1] = float("nan")
     loss, grads = sid_tests._loss_and_grads(backend, [a, b, x], reduction="none")
@@ -252,7 +265,7 @@ def test_sid_loss_nan_rows_are_dropped(backend, shape):
 
 
 def test_sid_loss_only_needed_gradients_and_determinism():
-    a, b, x = (randn(LONG, torch.bfloat16, "cuda") for _ in range(3))
+    a, b, x = (randn(LONG, torch.bfloat16, DEVICE) for _ in range(3))
     op = kernel_op("sid_loss", "cuda")
     loss, scale, ga, gb, gx = op(a, b, x, 1.2, 1e-5, True, False, False, True)
     assert ga.numel() == 0 and gb.numel() == 0 and gx.shape == x.shape
@@ -271,8 +284,8 @@ def _check_fake(backend, den, y, sigma, reduction="mean", **kw):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", fake_tests.SHAPES + [LONG])
 def test_fake_score_loss_matches_reference(backend, shape):
-    _check_fake(backend, randn(shape, device="cuda"), randn(shape, device="cuda"),
-                sk.sample_sigma_lognormal(shape[0], device="cuda"))
+    _check_fake(backend, randn(shape, device=DEVICE), randn(shape, device=DEVICE),
+                sk.sample_sigma_lognormal(shape[0], device=DEVICE))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -280,29 +293,29 @@ def test_fake_score_loss_matches_reference(backend, shape):
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 def test_fake_score_loss_dtypes_and_reductions(backend, dtype, reduction):
     shape = (3, 3, 6, 5)
-    _check_fake(backend, randn(shape, dtype, "cuda"), randn(shape, dtype, "cuda"),
-                sk.sample_sigma_lognormal(3, device="cuda"), reduction=reduction)
+    _check_fake(backend, randn(shape, dtype, DEVICE), randn(shape, dtype, DEVICE),
+                sk.sample_sigma_lognormal(3, device=DEVICE), reduction=reduction)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("layout", ["strided", "channels_last", "mixed_dtypes"])
 def test_fake_score_loss_layouts(backend, layout):
     shape = (3, 3, 7, 6)
-    sigma = sk.sample_sigma_lognormal(3, device="cuda")
+    sigma = sk.sample_sigma_lognormal(3, device=DEVICE)
     if layout == "mixed_dtypes":
-        den, y = randn(shape, torch.float32, "cuda"), randn(shape, torch.bfloat16, "cuda")
+        den, y = randn(shape, torch.float32, DEVICE), randn(shape, torch.bfloat16, DEVICE)
     else:
-        den, y = randn(shape, device="cuda", layout=layout), randn(shape, device="cuda", layout=layout)
+        den, y = randn(shape, device=DEVICE, layout=layout), randn(shape, device=DEVICE, layout=layout)
     _check_fake(backend, den, y, sigma, sigma_data=0.7, loss_scale=3.0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", [(4, 3, 5, 5), (3, 3, 256, 256)])
 def test_fake_score_loss_nan_rows_are_dropped(backend, shape):
-    den, y = randn(shape, device="cuda"), randn(shape, device="cuda")
+    den, y = randn(shape, device=DEVICE), randn(shape, device=DEVICE)
     den[1, 0, 0, 0] = float("nan")
     y[2, -1, -1, -1] = float("nan")
-    sigma = sk.sample_sigma_lognormal(shape[0], device="cuda")
+    sigma = sk.sample_sigma_lognormal(shape[0], device=DEVICE)
     loss, grads = fake_tests._loss_and_grads(backend, den, y, sigma, reduction="none")
     assert loss[1] == 0 and loss[2] == 0
     for g in grads:
@@ -322,7 +335,7 @@ def test_losses_on_misaligned_inputs(backend, shape):
     assert_close(loss, ref_loss)
     for g, g_ref in zip(torch.autograd.grad(loss, [a, b, x]), ref_grads):
         assert_close(g, g_ref)
-    sigma = sk.sample_sigma_lognormal(shape[0], device="cuda")
+    sigma = sk.sample_sigma_lognormal(shape[0], device=DEVICE)
     loss = sk.fake_score_loss(a, x, sigma, backend=backend)
     ref_loss, ref_grads = fake_tests._loss_and_grads("torch", a.detach().double(), x.detach().double(),
                                                      sigma.double())
@@ -335,14 +348,14 @@ def test_losses_on_misaligned_inputs(backend, shape):
 @pytest.mark.parametrize("case", list(_cases("cpu")))
 def test_opcheck(case):
     """Schema, fake and autograd registration of the cuda variant, with real CUDA kernels."""
-    op, args = _cases(torch.device("cuda"))[case]
+    op, args = _cases(torch.device(DEVICE))[case]
     name = op._schema.name.split("::")[1].removesuffix("_triton")
     torch.library.opcheck(kernel_op(name, "cuda"), args)
 
 
 @pytest.mark.parametrize("case", list(_cases("cpu")))
 def test_cuda_variant_matches_triton_variant(case):
-    op, args = _cases(torch.device("cuda"))[case]
+    op, args = _cases(torch.device(DEVICE))[case]
     name = op._schema.name.split("::")[1].removesuffix("_triton")
     if name == "add_noise":
         pytest.skip("eps differs by transcendental ulps: test_eps_is_the_triton_stream_and_the_oracle")
@@ -354,12 +367,13 @@ def test_cuda_variant_matches_triton_variant(case):
             assert_close(a, b, tol=TOL[a.dtype])
 
 
+@gpu_only
 def test_runs_on_the_current_stream():
     """The ops are enqueued on torch's current stream (not the default one): work queued before them on a
     side stream is finished when they read their input."""
-    x = torch.zeros(4, 1 << 20, device="cuda")
+    x = torch.zeros(4, 1 << 20, device=DEVICE)
     src = torch.randn_like(x)
-    sigma = torch.full((4,), 2.0, device="cuda")
+    sigma = torch.full((4,), 2.0, device=DEVICE)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -375,9 +389,9 @@ def test_under_torch_compile():
         x_t, net = sk.add_noise(x_g, sigma, seed=3, return_net_input=True, backend="cuda")
         return sk.sid_generator_loss(a * net, b, x_t, loss_scale=100.0, backend="cuda")
 
-    x_g = randn((2, 3, 8, 8), device="cuda", requires_grad=True)
-    a, b = randn((2, 3, 8, 8), device="cuda"), randn((2, 3, 8, 8), device="cuda")
-    sigma = sk.sample_sigma_sid(2, device="cuda")
+    x_g = randn((2, 3, 8, 8), device=DEVICE, requires_grad=True)
+    a, b = randn((2, 3, 8, 8), device=DEVICE), randn((2, 3, 8, 8), device=DEVICE)
+    sigma = sk.sample_sigma_sid(2, device=DEVICE)
     eager = step(x_g, a, b, sigma)
     compiled = torch.compile(step, fullgraph=True)(x_g, a, b, sigma)
     assert_close(compiled, eager)
@@ -385,20 +399,21 @@ def test_under_torch_compile():
 
 
 def test_clear_errors():
-    x = torch.randn(2, 3, 4, 4, device="cuda")
+    x = torch.randn(2, 3, 4, 4, device=DEVICE)
     with pytest.raises(RuntimeError, match="precond_out_cuda: x is Double; the CUDA kernels take Float, Half or BF"):
-        kernel_op("precond_out", "cuda")(x.double(), x, torch.ones(2, device="cuda"), 0, 0.5)
+        kernel_op("precond_out", "cuda")(x.double(), x, torch.ones(2, device=DEVICE), 0, 0.5)
     with pytest.raises(RuntimeError, match="tensor inputs must share one contiguous or channels_last layout"):
         kernel_op("precond_out", "cuda")(x, x.contiguous(memory_format=torch.channels_last),
-                                         torch.ones(2, device="cuda"), 0, 0.5)
+                                         torch.ones(2, device=DEVICE), 0, 0.5)
     with pytest.raises(RuntimeError, match=r"sigma must have shape \[2\]"):
-        kernel_op("precond_in", "cuda")(x, torch.ones(3, device="cuda"), 0, 0.5, torch.float32)
+        kernel_op("precond_in", "cuda")(x, torch.ones(3, device=DEVICE), 0, 0.5, torch.float32)
     with pytest.raises(RuntimeError, match="seed must be an int64 tensor"):
-        kernel_op("add_noise", "cuda")(x, torch.ones(2, device="cuda"), torch.ones(1, device="cuda"), 0, 0.5, None,
+        kernel_op("add_noise", "cuda")(x, torch.ones(2, device=DEVICE), torch.ones(1, device=DEVICE), 0, 0.5, None,
                                        False)
 
 
 # ------------------------------------------------------------------ compute-sanitizer
+@gpu_only
 def test_memcheck_every_kernel():
     """One call of every CUDA kernel (vector and scalar paths, one and many chunks per sample) under
     compute-sanitizer memcheck, with torch's caching allocator off so every buffer has its exact size."""
