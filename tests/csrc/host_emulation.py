@@ -83,7 +83,8 @@ def sanitizer_runtime() -> str | None:
 
 def sanitizer_env(library: Path) -> dict[str, str]:
     """The environment of a process that loads the library: the ASan runtime preloaded (it must come
-    first, and C++ exceptions need the real __cxa_throw loaded with it), leak checks off (the interpreter never frees some memory), and the library's path."""
+    first, and C++ exceptions need the real __cxa_throw loaded with it), leak checks off (the interpreter
+    never frees some memory), and the library's path."""
     libstdcxx = subprocess.run([_cxx(), "-print-file-name=libstdc++.so"], capture_output=True, text=True)
     preload = [sanitizer_runtime(), libstdcxx.stdout.strip()]  # libstdc++ too: ASan intercepts __cxa_throw
     return dict(os.environ, LD_PRELOAD=" ".join(preload), ASAN_OPTIONS="detect_leaks=0:detect_container_overflow=0",

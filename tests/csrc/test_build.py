@@ -2,12 +2,13 @@
 
 The split build of KERNELS.md 5, from scratch into a temporary directory (nothing cached across runs):
 every ``csrc/*.cu`` is compiled by nvcc for sm_80 and sm_90 (with torch's extension flags, warnings as
-errors), the host-only binding is compiled against the installed torch and linked with the kernels and the
-static CUDA runtime into one library.  A fresh interpreter (``library_probe.py``) then loads it and reports
+errors, and ptxas's resource report: no kernel may spill), the host-only binding is compiled against the
+installed torch and linked with the kernels and the static CUDA runtime into one library.  A fresh interpreter (``library_probe.py``) then loads it and reports
 the ops' schemas and how fake CUDA tensors and meta-tensor autograd flow through them.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +49,7 @@ def build(tmp_path_factory):
     binding = [os.environ.get("CXX", "c++"), "-O2", "-std=c++20", "-fPIC", "-Wall", "-Werror", abi,
                *(f"-isystem{p}" for p in cpp_extension.include_paths()), f"-I{cuda_home / 'include'}",
                "-c", str(cuda_ext.CSRC / cuda_ext.BINDING_SOURCE), "-o", str(out / "binding.o")]
-    jobs = {name: [str(cuda_home / "bin" / "nvcc"), *NVCC_FLAGS, "-c", str(cuda_ext.CSRC / name),
+    jobs = {name: [str(cuda_home / "bin" / "nvcc"), *NVCC_FLAGS, "--resource-usage", "-c", str(cuda_ext.CSRC / name),
                    "-o", str(out / f"{name}.o")] for name in cuda_ext.KERNEL_SOURCES}
     jobs[cuda_ext.BINDING_SOURCE] = binding
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
@@ -82,6 +83,16 @@ def probe(library):
 def test_kernel_compiles_for_sm80_and_sm90(build, source):
     code, log = build[0][source]
     assert code == 0, log
+
+
+@pytest.mark.parametrize("source", cuda_ext.KERNEL_SOURCES)
+def test_kernels_neither_spill_nor_use_a_stack(build, source):
+    """ptxas's resource report (sm_80 and sm_90): every kernel keeps its state in registers."""
+    code, log = build[0][source]
+    assert code == 0, log
+    frames = re.findall(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", log)
+    assert len(frames) >= 2 * 2  # two instantiations per kernel, two architectures
+    assert all(numbers == ("0", "0", "0") for numbers in frames), log
 
 
 def test_binding_builds_and_links(build):
