@@ -1,8 +1,9 @@
 """Run configuration of a SiD distillation and the presets of the official runs (SID.md 4.6).
 
 ``mixture`` is the embedded default (digit mixture, small teacher trained in place, exact metrics); the
-other presets reproduce the official hyper-parameters for their EDM teachers.  Data augmentation of the
-fake-score step (the official ADA pipe, p = 0.12 / 0.15) is not implemented: every preset runs with p = 0.
+other presets reproduce the official hyper-parameters for their EDM teachers, including the fake-score
+step's augmentation probability (``augment``: 0.12 CIFAR-10, 0.15 FFHQ/AFHQ, 0 ImageNet; see
+:mod:`sidkernels.distill.augment`).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class DistillConfig:
     adam_eps: float = 1e-8
     lsg: float = 100.0                  # generator loss scale
     ls: float = 1.0                     # fake-score loss scale
+    augment: float = 0.0                # fake-score step: probability p of each geometric augmentation
     ema_halflife_kimg: float = 500.0
     ema_rampup: float | None = 0.05
     dropout: float | None = None        # None: the preset's
@@ -56,6 +58,8 @@ class DistillConfig:
                              f"the accumulation rounds must be a whole number")
         if self.kimg <= 0 or self.tick_kimg <= 0:
             raise ValueError(f"kimg and tick_kimg must be > 0, got {self.kimg}, {self.tick_kimg}")
+        if not 0 <= self.augment <= 1:
+            raise ValueError(f"augment (a probability) must be in [0, 1], got {self.augment}")
         if not 0 < self.tmax <= 1000:
             raise ValueError(f"tmax must be in (0, 1000], got {self.tmax}")
         if self.preset != "mixture" and self.teacher is None:
@@ -66,15 +70,15 @@ class DistillConfig:
 # Official hyper-parameters (SID.md 4.6); batch_gpu from run_sid.sh (4 GPUs there: same micro-batch here).
 PRESETS: dict[str, dict] = {
     "mixture": dict(kimg=40.0, batch=64, lr=1e-4, glr=1e-4, ema_halflife_kimg=4.0, tick_kimg=4.0, snap_ticks=5),
-    "cifar10-uncond": dict(batch=256, batch_gpu=16, alpha=1.2, lr=1e-5, glr=1e-5, dropout=0.13,
+    "cifar10-uncond": dict(batch=256, batch_gpu=16, alpha=1.2, lr=1e-5, glr=1e-5, dropout=0.13, augment=0.12,
                            ema_halflife_kimg=500, kimg=500_000, tick_kimg=10, snap_ticks=50),
-    "cifar10-cond": dict(batch=256, batch_gpu=16, alpha=1.2, lr=1e-5, glr=1e-5, dropout=0.13,
+    "cifar10-cond": dict(batch=256, batch_gpu=16, alpha=1.2, lr=1e-5, glr=1e-5, dropout=0.13, augment=0.12,
                          ema_halflife_kimg=500, kimg=800_000, tick_kimg=10, snap_ticks=50),
     "imagenet64": dict(batch=8192, batch_gpu=16, alpha=1.2, lr=4e-6, glr=4e-6, dropout=0.10,
                        ema_halflife_kimg=2000, kimg=1_000_000, tick_kimg=20, snap_ticks=50),
-    "ffhq64": dict(batch=512, batch_gpu=32, alpha=1.2, lr=1e-5, glr=1e-5, g_beta1=0.9, dropout=0.05,
+    "ffhq64": dict(batch=512, batch_gpu=32, alpha=1.2, lr=1e-5, glr=1e-5, g_beta1=0.9, dropout=0.05, augment=0.15,
                    ema_halflife_kimg=500, kimg=500_000, tick_kimg=10, snap_ticks=50),
-    "afhq64": dict(batch=512, batch_gpu=32, alpha=1.0, lr=5e-6, glr=5e-6, dropout=0.05,
+    "afhq64": dict(batch=512, batch_gpu=32, alpha=1.0, lr=5e-6, glr=5e-6, dropout=0.05, augment=0.15,
                    ema_halflife_kimg=500, kimg=500_000, tick_kimg=10, snap_ticks=50),
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from sidkernels.distill.augment import augment
 from sidkernels.functional import add_noise, fake_score_loss, sid_generator_loss
 from sidkernels.sigma import sample_sigma_lognormal, sample_sigma_sid
 
@@ -33,13 +34,18 @@ def generator_loss(G, teacher, fake, z, labels, *, init_sigma: float, alpha: flo
     return sid_generator_loss(a, b, x_g, alpha=alpha, reduction="sum", loss_scale=scale)
 
 
-def fake_score_loss_on_generator(G, fake, z, labels, *, init_sigma: float, scale: float, net_dtype: torch.dtype):
-    """``scale * sum_i lambda(sigma_i) |f_psi(y + sigma eps) - y|^2`` on fresh samples y = G(z) (no grad to G)."""
+def fake_score_loss_on_generator(G, fake, z, labels, *, init_sigma: float, scale: float, net_dtype: torch.dtype,
+                                 augment_p: float = 0.0):
+    """``scale * sum_i lambda(sigma_i) |f_psi(y + sigma eps, a_i) - y|^2`` on fresh samples y = G(z) (no grad
+    to G), augmented with probability ``augment_p`` (y and its labels a_i; :mod:`sidkernels.distill.augment`)."""
+    aug_labels = None
     with torch.no_grad():
         y = generate(G, z, labels, init_sigma)
+        if augment_p > 0:
+            y, aug_labels = augment(y, augment_p)
     sigma = sample_sigma_lognormal(z.shape[0], device=z.device)
     x_t, net_in = add_noise(y, sigma, return_net_input=True, net_dtype=net_dtype)
-    D = fake(x_t, sigma, labels, net_input=net_in)
+    D = fake(x_t, sigma, labels, augment_labels=aug_labels, net_input=net_in)
     return fake_score_loss(D, y, sigma, reduction="sum", loss_scale=scale)
 
 

@@ -30,6 +30,7 @@ from sidkernels.distill.metrics import exact_metrics
 from sidkernels.distill.mixture import DigitMixture
 from sidkernels.distill.report import append_jsonl, plot_metrics, read_jsonl
 from sidkernels.images import save_grid
+from sidkernels.distill.augment import AUGMENT_DIM, augment_dim
 from sidkernels.distill.sid_losses import fake_score_loss_on_generator, generate, generator_loss
 from sidkernels.distill.teacher import cached_teacher, mixture_network
 
@@ -76,6 +77,10 @@ class SiDTrainer:
 
         self.mixture = DigitMixture.from_digits() if config.preset == "mixture" else None
         self.teacher = self._build_teacher().to(self.device).eval().requires_grad_(False)
+        if config.augment > 0 and augment_dim(self.teacher) != AUGMENT_DIM:
+            raise ValueError(f"augment={config.augment} needs a teacher (and so a fake-score network) with "
+                             f"augment_dim {AUGMENT_DIM}; the {config.preset!r} network has augment_dim "
+                             f"{augment_dim(self.teacher)}: set augment=0")
         self.G = copy.deepcopy(self.teacher)
         self.fake = copy.deepcopy(self.teacher)
         self.G_ema = copy.deepcopy(self.teacher)
@@ -183,7 +188,7 @@ class SiDTrainer:
         def fake_round():
             z, labels = self._draw()
             return self.fake_loss(self.G, self.fake, z, labels, init_sigma=cfg.init_sigma, scale=scale_fake,
-                                  net_dtype=self.net_dtype)
+                                  net_dtype=self.net_dtype, augment_p=cfg.augment)
 
         def generator_round():
             z, labels = self._draw()

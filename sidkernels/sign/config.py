@@ -57,6 +57,8 @@ class SIGNConfig(DistillConfig):
                              f"dmd_renoise={self.dmd_renoise}, dmd_renoise_range={self.dmd_renoise_range}")
         for steps in self.renoise:
             renoise_sigmas(int(steps), self.renoise)
+        if self.augment:
+            raise ValueError(f"augment={self.augment}: SIGN's fake-score step has no augmentation (SiD only)")
         if self.fake_updates < 1 or self.flow_steps < 2 or self.reg_pairs < 1:
             raise ValueError("fake_updates >= 1, flow_steps >= 2 and reg_pairs >= 1 are required")
 
@@ -67,8 +69,8 @@ SIGN_PRESETS = {
     "mixture": dict(kimg=40.0, lr=1e-4, glr=1e-4, ema_halflife_kimg=4.0, idem_warmup_kimg=8.0, reg_pairs=2000,
                     time_mode="estimated", reg_levels="trajectory", dmd_renoise=0.25, dmd_renoise_range=(0.1, 1.0),
                     renoise={2: [0.2], 3: [0.4, 0.2], 4: [1.0, 0.4, 0.2]}),
-    **{name: dict(dropout=0.0, lr=1e-5, glr=1e-5, idem_warmup_kimg=1280.0, reg_pairs=50_000)
-       for name in PRESETS if name != "mixture"},
+    **{name: dict(dropout=0.0, lr=1e-5, glr=1e-5, idem_warmup_kimg=1280.0, reg_pairs=50_000, augment=0.0)
+       for name in PRESETS if name != "mixture"},  # SIGN.md names no augmentation of its fake-score step
 }
 
 
