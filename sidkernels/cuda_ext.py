@@ -101,6 +101,11 @@ def load_library(path: str, *, host_emulation: bool = False) -> str:
     return path
 
 
+def is_loaded() -> bool:
+    """True when the ``*_cuda`` ops are registered in this process."""
+    return _library is not None
+
+
 def is_host_emulation() -> bool:
     """True when the loaded library is the host emulation build (see :func:`load_library`)."""
     return _host_emulation

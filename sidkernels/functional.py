@@ -75,7 +75,7 @@ def add_noise(x, sigma, *, seed=None, return_net_input=False, sigma_data=0.5, ne
     if net_dtype is not None and net_dtype not in check.FLOAT_DTYPES:
         raise TypeError(f"net_dtype must be a floating dtype, got {net_dtype}")
     net_dtype = (net_dtype or x.dtype) if return_net_input else None
-    backend = resolve_backend(backend, x.device)
+    backend = resolve_backend(backend, x.device, "add_noise")
     if backend == "torch":
         eps = _torch_noise(x, seed)
         xt, net = add_noise_ref(x, sigma, eps, precond=precond, sigma_data=sigma_data, net_dtype=net_dtype)
@@ -100,7 +100,7 @@ def edm_precond_in(x, sigma, *, sigma_data=0.5, dtype=None, precond="edm", backe
     if dtype is not None and dtype not in check.FLOAT_DTYPES:
         raise TypeError(f"dtype must be a floating dtype, got {dtype}")
     dtype = dtype or x.dtype
-    backend = resolve_backend(backend, x.device)
+    backend = resolve_backend(backend, x.device, "edm_precond_in")
     if backend == "torch":
         return precond_in_ref(x, sigma, precond, sigma_data, dtype)
     return kernel_op("precond_in", backend)(*sample_major(x), sigma, KIND_CODE[precond], float(sigma_data), dtype)
@@ -116,7 +116,7 @@ def edm_precond_out(x, F, sigma, *, sigma_data=0.5, precond="edm", backend="auto
     check.same_device("F", F, "x", x)
     sigma = check.per_sample_sigma(sigma, n, "x", x)
     check.choice("precond", precond, PRECOND_KINDS)
-    backend = resolve_backend(backend, x.device)
+    backend = resolve_backend(backend, x.device, "edm_precond_out")
     if backend == "torch":
         return precond_out_ref(x, F, sigma, precond, sigma_data)
     return kernel_op("precond_out", backend)(*sample_major(x, F), sigma, KIND_CODE[precond], float(sigma_data))
@@ -141,7 +141,7 @@ def sid_generator_loss(teacher_out, fake_out, x_g, *, alpha=1.2, reduction="mean
     check.choice("reduction", reduction, REDUCTIONS)
     if not weight_clip > 0:
         raise ValueError(f"weight_clip must be > 0, got {weight_clip}")
-    backend = resolve_backend(backend, x_g.device)
+    backend = resolve_backend(backend, x_g.device, "sid_generator_loss")
     if backend == "torch":
         per_sample = sid_generator_loss_ref(teacher_out, fake_out, x_g, alpha, weight_clip=weight_clip,
                                             normalize=normalize)
@@ -167,7 +167,7 @@ def fake_score_loss(denoised, target, sigma, *, sigma_data=0.5, reduction="mean"
     check.same_device("target", target, "denoised", denoised)
     sigma = check.per_sample_sigma(sigma, n, "denoised", denoised)
     check.choice("reduction", reduction, REDUCTIONS)
-    backend = resolve_backend(backend, denoised.device)
+    backend = resolve_backend(backend, denoised.device, "fake_score_loss")
     if backend == "torch":
         per_sample = fake_score_loss_ref(denoised, target, sigma, sigma_data=sigma_data)
     else:

@@ -160,6 +160,9 @@ def run(args) -> int:
             print(f"sidkernels bench --report: {e}", file=sys.stderr)
             return 2
         print(f"rewrote the results block of {readme} from {csv}")
+        from sidkernels.bench.backend_rule import write_rule
+        rule = write_rule(csv, readme.parent / "sidkernels" / "auto_backend.json")
+        print(f"backend='auto' rule ({rule['rule']}): {rule['ops'] or 'no measurements, triton for every op'}")
         return 0
     if args.plots_only:
         from sidkernels.bench.plots import draw_all
