@@ -161,8 +161,12 @@ def run(args) -> int:
             return 2
         print(f"rewrote the results block of {readme} from {csv}")
         from sidkernels.bench.backend_rule import write_rule
-        rule = write_rule(csv, readme.parent / "sidkernels" / "auto_backend.json")
-        print(f"backend='auto' rule ({rule['rule']}): {rule['ops'] or 'no measurements, triton for every op'}")
+        rule_path = readme.parent / "sidkernels" / "auto_backend.json"
+        if not rule_path.parent.is_dir():
+            print(f"no sidkernels/ package beside {readme}: the backend='auto' rule was not written")
+            return 0
+        rule = write_rule(csv, rule_path)
+        print(f"wrote {rule_path}: {rule['ops'] or 'no GPU measurements of both backends, triton for every op'}")
         return 0
     if args.plots_only:
         from sidkernels.bench.plots import draw_all

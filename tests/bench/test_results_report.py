@@ -1,5 +1,7 @@
 """The results CSV (upserts, skips) and the README block generated from it.  The rows here are made-up
 test data under a fake GPU label, written to temporary files only."""
+import json
+
 import pytest
 
 from sidkernels.bench import report, results
@@ -102,3 +104,6 @@ def test_report_command_without_a_csv(tmp_path):
     readme = _readme(tmp_path)
     assert cli.main(["bench", "--report", "--csv", str(tmp_path / "none.csv"), "--readme", str(readme)]) == 0
     assert report.NO_RESULTS in readme.read_text()
+    (tmp_path / "sidkernels").mkdir()  # in a checkout the command also writes the backend="auto" rule
+    assert cli.main(["bench", "--report", "--csv", str(tmp_path / "none.csv"), "--readme", str(readme)]) == 0
+    assert json.loads((tmp_path / "sidkernels" / "auto_backend.json").read_text())["ops"] == {}
