@@ -48,6 +48,8 @@ def add_arguments(p) -> None:
     sign.add_argument("--fake-updates", type=int, default=None, dest="fake_updates")
     sign.add_argument("--reg-levels", choices=("end", "trajectory"), default=None, dest="reg_levels",
                       help="L_reg inputs: the latents only, or every state of their teacher trajectories")
+    sign.add_argument("--reg-pair-dtype", choices=("float32", "float16", "bfloat16"), default=None,
+                      dest="reg_pair_dtype", help="storage of the L_reg inputs (float16: half the memory)")
     sign.add_argument("--dmd-renoise", type=float, default=None, dest="dmd_renoise",
                       help="fraction of DMD samples made by one re-noised step f(f(z) + s eps)")
     sign.add_argument("--dmd-renoise-range", type=float, nargs=2, default=None, dest="dmd_renoise_range",

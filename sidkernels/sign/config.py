@@ -6,7 +6,7 @@ import dataclasses
 
 from sidkernels.distill.config import PRESETS, DistillConfig, make_config
 from sidkernels.sign.losses import DISTANCES
-from sidkernels.sign.pairs import LEVELS
+from sidkernels.sign.pairs import DTYPES as PAIR_DTYPES, LEVELS
 from sidkernels.sign.sampling import renoise_sigmas
 from sidkernels.sign.student import TIME_MODES
 
@@ -36,6 +36,7 @@ class SIGNConfig(DistillConfig):
     renoise: dict = dataclasses.field(default_factory=dict)  # {K: re-noising levels} tuned for this preset
     reg_pairs: int = 2000               # teacher Heun pairs for L_reg (and data-free L_rec / L_flow)
     reg_levels: str = "end"             # L_reg inputs: end (z_k only) | trajectory (every Heun state of z_k) [R]
+    reg_pair_dtype: str = "float32"     # storage of the L_reg inputs: float32 | float16 | bfloat16 (half the memory)
     data_free: bool = False             # use the teacher's samples as data (always so without a data set)
     grad_clip: float | None = 1.0
     ign_lambdas: tuple = (20.0, 20.0, 2.5)  # IGN variant: rec, idem, tight
@@ -44,7 +45,8 @@ class SIGNConfig(DistillConfig):
     def validate(self, world_size: int = 1) -> None:
         super().validate(world_size)
         checks = [("variant", self.variant, VARIANTS), ("time_mode", self.time_mode, TIME_MODES),
-                  ("score_loss", self.score_loss, ("dmd", "sid")), ("reg_levels", self.reg_levels, LEVELS)]
+                  ("score_loss", self.score_loss, ("dmd", "sid")), ("reg_levels", self.reg_levels, LEVELS),
+                  ("reg_pair_dtype", self.reg_pair_dtype, tuple(PAIR_DTYPES))]
         checks += [(name, getattr(self, name), DISTANCES) for name in ("dist_rec", "dist_idem", "dist_flow", "dist_reg")]
         for name, value, options in checks:
             if value not in options:

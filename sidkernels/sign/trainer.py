@@ -20,7 +20,7 @@ from sidkernels.distill.teacher import cache_dir
 from sidkernels.distill.trainer import SiDTrainer
 from sidkernels.sign import losses as L
 from sidkernels.sign.config import SIGNConfig
-from sidkernels.sign.pairs import Pairs, cached_pairs
+from sidkernels.sign.pairs import DTYPES, Pairs, cached_pairs
 from sidkernels.sign.sampling import apply_repeatedly, renoise_sigmas
 from sidkernels.sign.student import IdempotentStudent
 
@@ -42,7 +42,8 @@ class SIGNTrainer(SiDTrainer):
         if self.uses_teacher and (cfg.lambda_reg > 0 or self.data_free):
             steps = 18 if self.teacher.img_resolution <= 32 else 40
             pairs = cached_pairs(self.teacher, cfg.reg_pairs, cache_dir(), num_steps=steps, sigma_max=cfg.sigma_max,
-                                 levels=cfg.reg_levels, device=self.device, progress=self.progress)
+                                 levels=cfg.reg_levels, dtype=DTYPES[cfg.reg_pair_dtype], device=self.device,
+                                 progress=self.progress)
             self.pairs = Pairs(*(None if t is None else t.to(self.device) for t in pairs))
             self.n_train_pairs = max(1, int(len(pairs.y) * (1 - HELD_OUT)))
         self.term_sums: dict[str, torch.Tensor] = {}
@@ -55,7 +56,7 @@ class SIGNTrainer(SiDTrainer):
         lo, hi = (self.n_train_pairs, len(y)) if held_out else (0, self.n_train_pairs)
         idx = torch.randint(lo, max(hi, lo + 1), (n,), generator=generator).to(self.device)
         level = torch.randint(inputs.shape[1], (n,), generator=generator).to(self.device)
-        return inputs[idx, level], y[idx], None if labels is None else labels[idx]
+        return inputs[idx, level].float(), y[idx], None if labels is None else labels[idx]
 
     def _data(self, n: int, generator=None):
         """Clean data x and its labels: exact mixture samples, or (data-free) the teacher's samples."""

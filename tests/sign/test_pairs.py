@@ -37,5 +37,26 @@ def test_trajectory_pairs_hold_every_heun_state(tmp_path):
         assert (a is None and b is None) or torch.equal(a, b)
     with pytest.raises(ValueError, match="levels must be one of"):
         teacher_pairs(ShrinkDenoiser(), 2, num_steps=2, levels="middle")
-    with pytest.raises(ValueError, match="GiB of inputs .* lower reg_pairs"):
+    with pytest.raises(ValueError, match="GiB of torch.float32 inputs .* lower reg_pairs"):
         teacher_pairs(ShrinkDenoiser(), 2**28, num_steps=40, levels="trajectory")
+
+
+def test_half_precision_storage_rounds_the_inputs_and_halves_the_memory(tmp_path):
+    from sidkernels.sign.pairs import input_bytes
+    full = teacher_pairs(ShrinkDenoiser(), 5, num_steps=6, seed=1, levels="trajectory")
+    half = cached_pairs(ShrinkDenoiser(), 5, tmp_path, num_steps=6, seed=1, levels="trajectory",
+                        dtype=torch.float16)
+    assert half.inputs.dtype == torch.float16 and half.y.dtype == torch.float32
+    assert torch.equal(half.inputs, full.inputs.half()) and torch.equal(half.y, full.y)
+    again = cached_pairs(ShrinkDenoiser(), 5, tmp_path, num_steps=6, seed=1, levels="trajectory",
+                         dtype=torch.float16)
+    assert again.inputs.dtype == torch.float16 and torch.equal(again.inputs, half.inputs)
+    assert len(list(tmp_path.glob("sign-pairs-*-trajectory-float16.safetensors"))) == 1
+    # CIFAR-10's trajectory pairs: over the limit in float32, under it in float16
+    cifar = dict(num_steps=18, levels="trajectory")
+    assert input_bytes(50_000, (3, 32, 32), dtype=torch.float32, **cifar) / 2**30 == pytest.approx(10.3, abs=0.05)
+    assert input_bytes(50_000, (3, 32, 32), dtype=torch.float16, **cifar) / 2**30 == pytest.approx(5.15, abs=0.05)
+    with pytest.raises(ValueError, match="store them as float16"):
+        teacher_pairs(ShrinkDenoiser(), 2**29, num_steps=40, levels="trajectory", dtype=torch.float16)
+    with pytest.raises(ValueError, match="dtype .* must be one of"):
+        teacher_pairs(ShrinkDenoiser(), 2, num_steps=2, dtype=torch.int8)

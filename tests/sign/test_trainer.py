@@ -110,3 +110,14 @@ def test_sign_config_errors():
         sign_config("mixture", score_loss="kl").validate()
     with pytest.raises(ValueError, match="unknown configuration keys"):
         sign_config("mixture", lambda_tight=1.0)
+    with pytest.raises(ValueError, match="reg_pair_dtype must be one of"):
+        sign_config("mixture", reg_pair_dtype="int8").validate()
+
+
+def test_half_precision_pairs_feed_float32_regression_inputs(tmp_path, mixture_teacher_path):
+    trainer = SIGNTrainer(config(tmp_path, mixture_teacher_path, batch=16, reg_pairs=40, reg_pair_dtype="float16"),
+                          progress=False)
+    assert trainer.pairs.inputs.dtype == torch.float16
+    z_k, y_k, _ = trainer._pair_batch(8)
+    assert z_k.dtype == torch.float32 and y_k.dtype == torch.float32
+    trainer.step()
