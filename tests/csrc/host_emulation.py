@@ -84,11 +84,12 @@ def sanitizer_runtime() -> str | None:
 def sanitizer_env(library: Path) -> dict[str, str]:
     """The environment of a process that loads the library: the ASan runtime preloaded (it must come
     first, and C++ exceptions need the real __cxa_throw loaded with it), leak checks off (the interpreter
-    never frees some memory), and the library's path."""
+    never frees some memory), no CUDA device (on a GPU machine the CUDA driver is never initialised under
+    ASan), and the library's path."""
     libstdcxx = subprocess.run([_cxx(), "-print-file-name=libstdc++.so"], capture_output=True, text=True)
     preload = [sanitizer_runtime(), libstdcxx.stdout.strip()]  # libstdc++ too: ASan intercepts __cxa_throw
     return dict(os.environ, LD_PRELOAD=" ".join(preload), ASAN_OPTIONS="detect_leaks=0:detect_container_overflow=0",
-                UBSAN_OPTIONS="print_stacktrace=1", **{LIBRARY_ENV: str(library)})
+                UBSAN_OPTIONS="print_stacktrace=1", CUDA_VISIBLE_DEVICES="", **{LIBRARY_ENV: str(library)})
 
 
 def run_suite(library: Path, *pytest_args: str) -> subprocess.CompletedProcess:
