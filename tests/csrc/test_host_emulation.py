@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.csrc import host_emulation
 from tests.csrc.emulation_probe import INVALID_CONFIGURATION, LAUNCH_FAILURE
@@ -49,6 +50,8 @@ def _probe(library, check):
     return proc.returncode, (json.loads(proc.stdout) if proc.returncode == 0 else None), proc.stderr
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: test_cuda_ops.py runs on the real kernels "
+                                                     "(and Triton is not interpreted there)")
 def test_cuda_op_suite_passes_on_the_emulated_kernels(library):
     proc = host_emulation.run_suite(library)
     log = proc.stdout + proc.stderr
