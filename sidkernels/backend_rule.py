@@ -16,6 +16,8 @@ import json
 import warnings
 from pathlib import Path
 
+from sidkernels import cuda_ext
+
 RULE_FILE = Path(__file__).with_name("auto_backend.json")
 # public function -> the kernel benchmark's op name
 BENCH_OP = {"add_noise": "add_noise", "edm_precond_in": "precond_in", "edm_precond_out": "precond_out",
@@ -38,7 +40,6 @@ def preferred(op: str) -> str:
 @functools.lru_cache(maxsize=None)
 def cuda_loads() -> bool:
     """Whether the CUDA extension loads (building it if needed); warns once when it does not."""
-    from sidkernels import cuda_ext
     try:
         cuda_ext.load()
         return True

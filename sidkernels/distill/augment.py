@@ -44,8 +44,12 @@ def draw_augment_params(n: int, p: float, device: torch.device | str) -> dict[st
     def gate(values: torch.Tensor) -> torch.Tensor:
         return torch.where(torch.rand(values.shape[-1], device=device) < p, values, torch.zeros_like(values))
 
-    coin = lambda: torch.randint(2, (n,), device=device).float()  # noqa: E731
-    uniform_angle = lambda: (torch.rand(n, device=device) * 2 - 1) * math.pi  # noqa: E731
+    def coin() -> torch.Tensor:
+        return torch.randint(2, (n,), device=device).float()
+
+    def uniform_angle() -> torch.Tensor:
+        return (torch.rand(n, device=device) * 2 - 1) * math.pi
+
     xflip = coin()  # probability 1e8 p: always the coin
     yflip = gate(coin())
     scale = gate(torch.randn(n, device=device))
@@ -80,18 +84,18 @@ def apply_augment(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torc
     n, _, h, w = images.shape
     x = torch.where(params["xflip"].view(n, 1, 1, 1) > 0, images.flip(3), images)
     x = torch.where(params["yflip"].view(n, 1, 1, 1) > 0, x.flip(2), x)
-    f32 = dict(dtype=torch.float32, device=images.device)
     s = torch.exp2(params["scale"].float() * SCALE_STD)
     a = torch.exp2(params["aniso"].float() * ANISO_STD)
     r = params["aniso_dir"].float()
     # linear part of the inverse map (output -> input, pixel units about the centre)
     m = _diag(1 / s, 1 / s) @ _rotation(params["rotate"].float())
     m = m @ _rotation(-r) @ _diag(1 / a, a) @ _rotation(r)
-    shift = params["translate"].float().T * torch.tensor([w * TRANSLATE_STD, h * TRANSLATE_STD], **f32)
-    offset = -(m @ shift.unsqueeze(-1)).squeeze(-1)
-    # to grid_sample's normalised coordinates (align_corners=False: x_norm = 2 x_centred / W)
-    to_norm = torch.tensor([2.0 / w, 2.0 / h], **f32)
-    theta = torch.cat([m * to_norm.view(1, 2, 1) / to_norm.view(1, 1, 2), (offset * to_norm).unsqueeze(-1)], dim=2)
+    u, v = params["translate"].float()
+    offset = -(m @ torch.stack([u * (w * TRANSLATE_STD), v * (h * TRANSLATE_STD)], -1).unsqueeze(-1))
+    # to grid_sample's normalised coordinates (align_corners=False: x_norm = 2 x_centred / W): with
+    # D = diag(2/W, 2/H), theta = [D m D^-1 | D offset]; Python scalars only (no host-to-device copy)
+    theta = torch.cat([m[:, :, :1] * (w / 2), m[:, :, 1:] * (h / 2), offset], dim=2)
+    theta = torch.cat([theta[:, :1] * (2 / w), theta[:, 1:] * (2 / h)], dim=1)
     grid = torch.nn.functional.affine_grid(theta, [n, 1, h, w], align_corners=False)
     warped = torch.nn.functional.grid_sample(x.float(), grid, mode="bicubic", padding_mode="reflection",
                                              align_corners=False)

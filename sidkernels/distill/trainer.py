@@ -24,13 +24,13 @@ from tqdm import tqdm
 from sidkernels import _backend
 from sidkernels.checkpoint import load_checkpoint, save_network
 from sidkernels.distill import dist, state
+from sidkernels.distill.augment import AUGMENT_DIM, augment_dim
 from sidkernels.distill.config import DistillConfig
 from sidkernels.distill.ema import ema_beta, update_ema
 from sidkernels.distill.metrics import exact_metrics
 from sidkernels.distill.mixture import DigitMixture
 from sidkernels.distill.report import append_jsonl, plot_metrics, read_jsonl
 from sidkernels.images import save_grid
-from sidkernels.distill.augment import AUGMENT_DIM, augment_dim
 from sidkernels.distill.sid_losses import fake_score_loss_on_generator, generate, generator_loss
 from sidkernels.distill.teacher import cached_teacher, mixture_network
 
