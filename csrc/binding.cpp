@@ -303,6 +303,44 @@ Tensor rowscale_cuda(const Tensor& grad_out, const Tensor& scale, const Tensor& 
   return out;
 }
 
+// ------------------------------------------------------------------ distances
+int32_t distance_kind(const char* op, int64_t kind) {
+  TORCH_CHECK(kind >= 0 && kind <= 2, "sidkernels::", op, ": kind must be 0 (l2), 1 (l1) or 2 (pseudo_huber), got ",
+              kind);
+  return static_cast<int32_t>(kind);
+}
+
+std::tuple<Tensor, Tensor> distance_cuda(const Tensor& a, const Tensor& b, int64_t kind, double c) {
+  const Call call("distance_cuda", a, "a");
+  const SkBuf in_a = call.samples(a, "a");
+  const SkBuf in_b = call.samples(b, "b");
+  const int32_t k = distance_kind("distance_cuda", kind);
+  Tensor dist = call.per_sample(), scale = call.per_sample();
+  Tensor workspace = call.workspace(sk_distance_workspace);
+  call.launch([&](cudaStream_t stream) {
+    return sk_distance(in_a, in_b, Call::floats(dist), Call::floats(scale), Call::floats(workspace), call.n(),
+                       call.d(), k, float(c), stream);
+  });
+  return {dist, scale};
+}
+
+std::tuple<Tensor, Tensor> distance_bwd_cuda(const Tensor& grad_out, const Tensor& scale, const Tensor& a,
+                                             const Tensor& b, int64_t kind, std::optional<at::ScalarType> a_dtype,
+                                             std::optional<at::ScalarType> b_dtype) {
+  const Call call("distance_bwd_cuda", a, "a");
+  const SkBuf in_a = call.samples(a, "a");
+  const SkBuf in_b = call.samples(b, "b");
+  const SkRows go = call.rows(grad_out, "grad_out");
+  const SkRows sc = call.rows(scale, "scale");
+  const int32_t k = distance_kind("distance_bwd_cuda", kind);
+  Tensor grad_a = a_dtype ? call.like(a, *a_dtype, "a_dtype") : Call::nothing(a, a.scalar_type());
+  Tensor grad_b = b_dtype ? call.like(a, *b_dtype, "b_dtype") : Call::nothing(a, a.scalar_type());
+  call.launch([&](cudaStream_t stream) {
+    return sk_distance_bwd(go, sc, in_a, in_b, Call::out(grad_a), Call::out(grad_b), call.n(), call.d(), k, stream);
+  });
+  return {grad_a, grad_b};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(sidkernels, m) {
@@ -319,6 +357,9 @@ TORCH_LIBRARY_FRAGMENT(sidkernels, m) {
   m.def("fake_score_loss_cuda(Tensor denoised, Tensor target, Tensor sigma, float sigma_data, bool want_grad) "
         "-> (Tensor, Tensor, Tensor)");
   m.def("rowscale_cuda(Tensor grad_out, Tensor scale, Tensor src, float coef, ScalarType dtype) -> Tensor");
+  m.def("distance_cuda(Tensor a, Tensor b, SymInt kind, float c) -> (Tensor, Tensor)");
+  m.def("distance_bwd_cuda(Tensor grad_out, Tensor scale, Tensor a, Tensor b, SymInt kind, ScalarType? a_dtype, "
+        "ScalarType? b_dtype) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(sidkernels, SK_DISPATCH_KEY, m) {
@@ -330,4 +371,6 @@ TORCH_LIBRARY_IMPL(sidkernels, SK_DISPATCH_KEY, m) {
   m.impl("sid_loss_cuda", &sid_loss_cuda);
   m.impl("fake_score_loss_cuda", &fake_score_loss_cuda);
   m.impl("rowscale_cuda", &rowscale_cuda);
+  m.impl("distance_cuda", &distance_cuda);
+  m.impl("distance_bwd_cuda", &distance_bwd_cuda);
 }

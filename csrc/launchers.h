@@ -76,6 +76,16 @@ cudaError_t sk_fake_score_loss(SkBuf den, SkBuf y, SkRows sigma, SkBuf r, float*
 cudaError_t sk_rowscale(SkRows grad_out, SkRows scale, SkBuf src, SkBuf out, int64_t n, int64_t d, float coef,
                         cudaStream_t stream);
 
+// Per-sample distance of kind 0 l2, 1 l1, 2 pseudo-Huber (constant c > 0): dist[n] and the backward's
+// factor scale[n] (fp32, contiguous [N]).  See distance.cu for the math.
+int64_t sk_distance_workspace(int64_t n, int64_t d);
+cudaError_t sk_distance(SkBuf a, SkBuf b, float* dist, float* scale, float* workspace, int64_t n, int64_t d,
+                        int32_t kind, float c, cudaStream_t stream);
+
+// ga = grad_out[n] scale[n] phi(a - b), gb = -ga (each optional); phi = identity, or sign for kind 1 (l1).
+cudaError_t sk_distance_bwd(SkRows grad_out, SkRows scale, SkBuf a, SkBuf b, SkBuf ga, SkBuf gb, int64_t n,
+                            int64_t d, int32_t kind, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

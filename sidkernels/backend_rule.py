@@ -21,7 +21,7 @@ from sidkernels import cuda_ext
 RULE_FILE = Path(__file__).with_name("auto_backend.json")
 # public function -> the kernel benchmark's op name
 BENCH_OP = {"add_noise": "add_noise", "edm_precond_in": "precond_in", "edm_precond_out": "precond_out",
-            "sid_generator_loss": "sid_loss", "fake_score_loss": "fake_score_loss"}
+            "sid_generator_loss": "sid_loss", "fake_score_loss": "fake_score_loss", "sample_distance": "distance"}
 
 
 def read_rule(path: Path = RULE_FILE) -> dict:

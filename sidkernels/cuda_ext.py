@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
-KERNEL_SOURCES = ("noise.cu", "precond.cu", "losses.cu")
+KERNEL_SOURCES = ("noise.cu", "precond.cu", "losses.cu", "distance.cu")
 BINDING_SOURCE = "binding.cpp"
 AOT_MODULE = "sidkernels._C"
 JIT_NAME = "sidkernels_cuda"

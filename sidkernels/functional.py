@@ -8,6 +8,7 @@ from sidkernels import _checks as check
 from sidkernels._backend import resolve_backend
 from sidkernels.ops import kernel_op, sample_major
 from sidkernels.ref import fake_score_loss_ref, precond_in_ref, precond_out_ref, sid_generator_loss_ref
+from sidkernels.ref.distance import DISTANCE_CODE, DISTANCES, pseudo_huber_c, sample_distance_ref
 from sidkernels.ref.noise import add_noise_ref
 from sidkernels.ref.precond import KIND_CODE, PRECOND_KINDS
 
@@ -175,3 +176,32 @@ def fake_score_loss(denoised, target, sigma, *, sigma_data=0.5, reduction="mean"
         per_sample = kernel_op("fake_score_loss", backend)(*sample_major(denoised, target), sigma,
                                                            float(sigma_data), want)[0]
     return _reduce(per_sample, reduction, loss_scale)
+
+
+def sample_distance(a, b, kind="l2", *, c=None, reduction="none", backend="auto"):
+    """Per-sample distance between ``a`` and ``b`` (SIGN.md 2.3, 4.4), with r = a - b over each sample:
+
+    ``"l2"``: mean r^2;  ``"l1"``: mean |r|;  ``"pseudo_huber"``: sqrt(sum r^2 + c^2) - c, with iCT's
+    c = 0.00054 sqrt(D) unless ``c`` (> 0) is given.  ``reduction``: ``"none"`` -> [N], ``"sum"``, ``"mean"``.
+    Gradients flow to both inputs (in their dtypes); a NaN propagates as in plain PyTorch (no drop).
+    The result is fp32 (fp64 when an input is fp64).
+    """
+    check.float_tensor("a", a)
+    check.float_tensor("b", b)
+    check.batch("a", a)
+    check.same_shape("b", b, "a", a)
+    check.same_device("b", b, "a", a)
+    check.choice("kind", kind, DISTANCES)
+    check.choice("reduction", reduction, REDUCTIONS)
+    if kind == "pseudo_huber":
+        c = pseudo_huber_c(a[0].numel()) if c is None else c
+        if not c > 0:
+            raise ValueError(f"c must be > 0 for the pseudo-Huber distance, got {c}")
+    elif c is not None:
+        raise ValueError(f"c is the pseudo-Huber constant; kind {kind!r} takes none, got c={c}")
+    backend = resolve_backend(backend, a.device, "sample_distance")
+    if backend == "torch":
+        per_sample = sample_distance_ref(a, b, kind, c)
+    else:
+        per_sample = kernel_op("distance", backend)(*sample_major(a, b), DISTANCE_CODE[kind], float(c or 0.0))[0]
+    return _reduce(per_sample, reduction, 1.0)

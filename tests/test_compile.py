@@ -88,3 +88,24 @@ def test_fake_score_step_compiles():
     torch.testing.assert_close(loss, eager_loss)
     for g, g_eager in zip(grads, eager_grads):
         torch.testing.assert_close(g, g_eager)
+
+
+@pytest.mark.parametrize("kind", ["l1", "pseudo_huber"])
+def test_sign_distance_step_compiles(kind):
+    """SIGN's L_rec with the fused distance: a bf16 autocast output against fp32 data, one graph, eager grads."""
+    torch.manual_seed(2)
+    f = torch.nn.Conv2d(3, 3, 3, padding=1)
+    x = torch.randn(4, 3, 8, 8)
+
+    def rec_loss(x):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return sk.sample_distance(f(x), x, kind, reduction="mean", backend="triton")
+
+    counter = CompileCounterWithBackend("aot_eager")
+    opt = torch.optim.SGD(f.parameters(), lr=0.0)
+    loss, grads = train_step(torch.compile(rec_loss, backend=counter, fullgraph=True), opt, x)
+    eager_loss, eager_grads = train_step(rec_loss, opt, x)
+    assert counter.frame_count == 1
+    torch.testing.assert_close(loss, eager_loss)
+    for g, g_eager in zip(grads, eager_grads):
+        torch.testing.assert_close(g, g_eager)

@@ -25,13 +25,17 @@ sid_loss         forward   a, b, x                                     loss[N], 
                  backward  g_loss[N], scale[N] (acc), h_a, h_b, h_x    g_a (a), g_b (b), g_x (x)
 fake_score_loss  forward   D, y, sigma[N]                              loss[N], scale[N] (acc), r (D|y)
                  backward  g_loss[N], scale[N] (acc), r                g_D (D)
+distance         forward   a, b                                        dist[N], scale[N] (acc)
+                 backward  g_dist[N], scale[N] (acc), a, b             g_a (a)
 ===============  ========  ==========================================  ====================================
 
 ``add_noise``: eps is drawn in-kernel and never stored, so it is not traffic.  ``sid_loss``: the forward
 writes the three bracketed gradients ``h_*`` (each in its input's dtype) because the fused op computes
 them in the same pass; the backward rescales them per sample into ``g_*``.  ``fake_score_loss``: only the
 denoiser output D takes a gradient (the target y is the generator's sample, drawn without grad in the
-trainer); r = D - y is stored in the promoted dtype of D and y.  ``full`` (forward + backward) is the sum
+trainer); r = D - y is stored in the promoted dtype of D and y.  ``distance``: SIGN's per-sample distance
+with a gradient for the network output a only (b is data or a stop-gradient target, as in L_rec, L_flow and
+L_reg); the backward re-reads a and b instead of a stored residual.  ``full`` (forward + backward) is the sum
 of the two.
 """
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Iterable
 
 import torch
 
-OPS = ("add_noise", "precond_in", "precond_out", "sid_loss", "fake_score_loss")
+OPS = ("add_noise", "precond_in", "precond_out", "sid_loss", "fake_score_loss", "distance")
 MODES = ("forward", "backward", "full")
 
 # The dtype roles of each op's big tensors (keyword names of :func:`traffic`).
@@ -52,6 +56,7 @@ DTYPE_ROLES = {
     "precond_out": ("x", "F"),
     "sid_loss": ("a", "b", "x"),
     "fake_score_loss": ("D", "y"),
+    "distance": ("a", "b"),
 }
 
 
@@ -126,6 +131,11 @@ def _passes(op: str, n: int, d: int, dt: dict) -> tuple[Traffic, Traffic]:
         fwd = Traffic((big("D", dt["D"]), big("y", dt["y"]), rows("sigma")),
                       (rows("loss", acc), rows("scale", acc), r))
         bwd = Traffic((rows("g_loss", acc), rows("scale", acc), r), (big("g_D", dt["D"]),))
+    elif op == "distance":
+        acc = _acc(dt["a"], dt["b"])
+        inputs = (big("a", dt["a"]), big("b", dt["b"]))
+        fwd = Traffic(inputs, (rows("dist", acc), rows("scale", acc)))
+        bwd = Traffic((rows("g_dist", acc), rows("scale", acc)) + inputs, (big("g_a", dt["a"]),))
     else:
         raise ValueError(f"unknown op {op!r}; choose one of {OPS}")
     return fwd, bwd

@@ -34,7 +34,8 @@ import sidkernels
 from sidkernels.bench import byte_model
 from sidkernels.bench.results import ResultsCSV, shape_str
 from sidkernels.bench.timing import Quantiles, peak_memory_mib, synchronize, time_call
-from sidkernels.ref import fake_score_loss_ref, precond_in_ref, precond_out_ref, sid_generator_loss_ref
+from sidkernels.ref import (fake_score_loss_ref, precond_in_ref, precond_out_ref, sample_distance_ref,
+                            sid_generator_loss_ref)
 from sidkernels.ref.noise import add_noise_ref
 
 PROVIDERS = ("eager", "compile", "triton", "cuda")
@@ -48,6 +49,7 @@ SHAPES = {"cifar": [(256, 3, 32, 32)], "64px": [(128, 3, 64, 64)], "latent": [(3
           "sweep": [(n, 3, 64, 64) for n in (16, 64, 256, 1024, 4096, 16384)]}
 QUICK_SHAPES = {"tiny": [(4, 3, 8, 8)]}
 ALPHA = 1.2
+DISTANCE = "l2"  # SIGN's default for every distance term
 
 
 # ------------------------------------------------------------------ the ops: inputs, reference, fused call
@@ -78,6 +80,10 @@ def sid_loss_eager(a, b, x):
 
 def fake_loss_eager(D, y, sigma):
     return (fake_score_loss_ref(D, y, sigma).sum(),)
+
+
+def distance_eager(a, b):
+    return (sample_distance_ref(a, b, DISTANCE).sum(),)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +122,11 @@ OP_BENCH = {
         lambda s, dt, dev: (_big(s, dt, dev, True), _big(s, dt, dev, False), _sigma(s[0], dev)),
         fake_loss_eager,
         lambda backend, t: (sidkernels.fake_score_loss(*t, reduction="sum", backend=backend),)),
+    "distance": OpBench(
+        "distance",
+        lambda s, dt, dev: (_big(s, dt, dev, True), _big(s, dt, dev, False)),
+        distance_eager,
+        lambda backend, t: (sidkernels.sample_distance(*t, DISTANCE, reduction="sum", backend=backend),)),
 }
 
 

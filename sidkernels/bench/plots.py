@@ -22,7 +22,7 @@ from sidkernels.bench.results import read_rows, value
 
 PROVIDER_ORDER = ("eager", "compile", "triton", "cuda")
 MODE_ORDER = ("forward", "backward", "full")
-OP_ORDER = ("add_noise", "precond_in", "precond_out", "sid_loss", "fake_score_loss")
+OP_ORDER = ("add_noise", "precond_in", "precond_out", "sid_loss", "fake_score_loss", "distance")
 SHAPE_ORDER = ("cifar", "64px", "latent", "tiny")
 COLORS = {"eager": "#7f7f7f", "compile": "#1f77b4", "triton": "#d62728", "cuda": "#2ca02c", "copy": "#000000"}
 

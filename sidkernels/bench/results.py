@@ -4,7 +4,7 @@ triton, commit and time stamp).
 Columns (:data:`COLUMNS`)::
 
     suite       kernels | network | e2e
-    op          kernels: add_noise, precond_in, precond_out, sid_loss, fake_score_loss, copy (the baseline);
+    op          kernels: add_noise, precond_in, precond_out, sid_loss, fake_score_loss, distance, copy (the baseline);
                 network / e2e: the preset name; e2e also: matmul (the measured bf16 peak)
     provider    kernels: eager | compile | triton | cuda (copy rows: torch);  network / e2e: the row name
     mode        forward | backward | full (forward + backward) | d2d (copy) | step (e2e iteration)

@@ -43,6 +43,9 @@ def _cases(sk, torch):
          lambda s, d, dev: [torch.randn(s, device=dev).to(d) for _ in range(3)]),
         ("fake_score_loss", lambda D, y, sigma, be: sk.fake_score_loss(D, y, sigma, reduction="none", backend=be),
          lambda s, d, dev: [torch.randn(s, device=dev), torch.randn(s, device=dev).to(d)]),
+        *((f"distance_{kind}", lambda a, b, sigma, be, kind=kind: sk.sample_distance(a, b, kind, backend=be),
+           lambda s, d, dev: [torch.randn(s, device=dev).to(d), torch.randn(s, device=dev)])
+          for kind in ("l2", "l1", "pseudo_huber")),
     ], sigma_for
 
 
@@ -89,7 +92,7 @@ def run(args) -> int:
           f"{triton.__version__} | shape {list(shape)}")
     print("errors: max |out - ref| / max |ref| against an fp64 reference (output, then each input gradient); "
           "tolerance by the compared tensor's dtype: fp32 2e-5, bf16 1.6e-2")
-    header = f"{'op':<20} {'backend':<8} {'inputs':<9}  errors"
+    header = f"{'op':<22} {'backend':<8} {'inputs':<9}  errors"
     print(header + "\n" + "-" * (len(header) + 40))
     cases, sigma_for = _cases(sk, torch)
     tolerance = _tolerance(torch)
@@ -111,7 +114,7 @@ def run(args) -> int:
                 errs = _check(torch, sk, fn, inputs, sigma_for(inputs[0]), backend)
                 ok = all(err <= tolerance[dt] for err, dt in errs)
                 failures += not ok
-                print(f"{op:<20} {backend:<8} {str(dtype)[6:]:<9}  "
+                print(f"{op:<22} {backend:<8} {str(dtype)[6:]:<9}  "
                       + "  ".join(f"{err:.1e}" for err, _ in errs) + ("" if ok else "   FAIL"))
     print(f"{'all checks passed' if not failures else f'{failures} checks FAILED'}")
     return 1 if failures else 0

@@ -19,25 +19,14 @@ import math
 
 import torch
 
-from sidkernels.functional import add_noise, sid_generator_loss
+from sidkernels.functional import add_noise, sample_distance, sid_generator_loss
 from sidkernels.sigma import sample_sigma_sid
 from sidkernels.sign.student import copy_call
 
-DISTANCES = ("l2", "l1", "pseudo_huber")
-
-
 def distance(kind: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-sample distance ``[N]`` between ``a`` and ``b`` (math in fp32, fp64 for fp64 inputs)."""
-    dtype = torch.float64 if torch.float64 in (a.dtype, b.dtype) else torch.float32
-    diff = (a.to(dtype) - b.to(dtype)).flatten(1)
-    if kind == "l2":
-        return diff.square().mean(1)
-    if kind == "l1":
-        return diff.abs().mean(1)
-    if kind == "pseudo_huber":
-        c = 0.00054 * math.sqrt(diff.shape[1])
-        return (diff.square().sum(1) + c * c).sqrt() - c
-    raise ValueError(f"distance must be one of {DISTANCES}, got {kind!r}")
+    """Per-sample distance ``[N]`` between ``a`` and ``b``: the fused :func:`sidkernels.sample_distance`
+    (its reference on CPU tensors; iCT's c for the pseudo-Huber distance)."""
+    return sample_distance(a, b, kind)
 
 
 def karras_grid(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,

@@ -25,6 +25,8 @@ CASES = [
     # D bf16, y fp32, r fp32.  fwd: D 192 + y 384 + sigma 8 | loss 8 + scale 8 + r 384.
     # bwd: g_loss 8 + scale 8 + r 384 | g_D 192
     ("fake_score_loss", dict(D=BF16, y=F32), {"forward": (584, 400), "backward": (400, 192)}),
+    # a bf16, b fp32.  fwd: a 192 + b 384 | dist 8 + scale 8.  bwd: g_dist 8 + scale 8 + a 192 + b 384 | g_a 192
+    ("distance", dict(a=BF16, b=F32), {"forward": (576, 16), "backward": (592, 192)}),
     # fp64 anywhere makes the per-sample outputs and D fp64: x fp64, F fp32.
     # fwd: x 768 + F 384 + sigma 8 | D 768.  bwd: g_D 768 + sigma 8 | g_x 768 + g_F 384
     ("precond_out", dict(x=F64, F=F32), {"forward": (1160, 768), "backward": (776, 1152)}),

@@ -40,10 +40,14 @@ def _device_compile(source: Path, obj: Path) -> list[str]:
 
 
 def _compile_and_link(jobs: dict[str, list[str]], objects: list[Path], library: Path, libs: list[str]):
+    """Compile, then link.  ``-Bsymbolic`` binds the library's calls of the emulated runtime (cudaGetLastError,
+    ...) to its own definitions: a CUDA build of torch has loaded the real libcudart into the process, whose
+    functions would otherwise win (and report that there is no driver)."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = dict(zip(jobs, pool.map(_run, jobs.values())))
     if all(code == 0 for code, _ in results.values()):
-        results["link"] = _run([_cxx(), "-shared", *SANITIZE, "-o", str(library), *map(str, objects), *libs])
+        results["link"] = _run([_cxx(), "-shared", "-Wl,-Bsymbolic", *SANITIZE, "-o", str(library),
+                                *map(str, objects), *libs])
     return results, library
 
 

@@ -23,7 +23,8 @@ def run_all(shape, dtype, misaligned):
     sigma = torch.rand(n, device="cuda") + 0.1
     seed = torch.tensor([123], device="cuda")
     op = {name: kernel_op(name, "cuda") for name in ("add_noise", "precond_in", "precond_in_bwd", "precond_out",
-                                                     "precond_out_bwd", "sid_loss", "fake_score_loss", "rowscale")}
+                                                     "precond_out_bwd", "sid_loss", "fake_score_loss", "rowscale",
+                                                     "distance", "distance_bwd")}
     op["add_noise"](x, sigma, seed, 0, 0.5, torch.bfloat16, True)
     op["precond_in"](x, sigma, 1, 0.5, torch.float16)
     op["precond_in_bwd"](g, sigma, F, 2, 0.5, torch.float32)
@@ -32,6 +33,8 @@ def run_all(shape, dtype, misaligned):
     _, scale, ga, _, _ = op["sid_loss"](x, F, g, 1.2, 1e-5, True, True, True, True)
     op["fake_score_loss"](x, F, sigma, 0.5, True)
     op["rowscale"](torch.ones((), device="cuda").expand(n), scale, ga, 1.0, torch.float32)
+    _, scale = op["distance"](x, F, 2, 0.01)
+    op["distance_bwd"](torch.ones((), device="cuda").expand(n), scale, x, F, 1, torch.float32, dtype)
 
 
 def main():

@@ -24,6 +24,7 @@ from sidkernels.ref import add_noise_ref
 from sidkernels.ref.philox import philox_randn
 from tests.csrc.host_emulation import LIBRARY_ENV
 from tests.helpers import DTYPES, TOL, assert_close, randn
+from tests.ops import test_distance as distance_tests
 from tests.ops import test_fake_score_loss as fake_tests
 from tests.ops import test_sid_loss as sid_tests
 from tests.ops.test_opcheck import _cases
@@ -342,6 +343,50 @@ def test_losses_on_misaligned_inputs(backend, shape):
     assert_close(loss, ref_loss)
     for g, g_ref in zip(torch.autograd.grad(loss, [a, x]), ref_grads):
         assert_close(g, g_ref)
+
+
+# ------------------------------------------------------------------ distances
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", distance_tests.KINDS)
+@pytest.mark.parametrize("shape", distance_tests.SHAPES + [LONG])
+def test_distance_matches_reference(backend, kind, shape):
+    distance_tests._check(randn(shape, device=DEVICE), randn(shape, device=DEVICE), kind, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", distance_tests.KINDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_distance_dtypes_and_reductions(backend, kind, dtype):
+    shape = (3, 3, 6, 5)
+    for reduction in ("none", "mean"):
+        distance_tests._check(randn(shape, dtype, DEVICE), randn(shape, dtype, DEVICE), kind, reduction, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layout", ["strided", "channels_last", "mixed_dtypes", "misaligned"])
+def test_distance_layouts(backend, layout):
+    shape = (3, 3, 7, 6)
+    if layout == "mixed_dtypes":
+        a, b = randn(shape, torch.bfloat16, DEVICE), randn(shape, torch.float32, DEVICE)
+    elif layout == "misaligned":
+        a, b = _misaligned(shape), _misaligned(shape)
+    else:
+        a, b = randn(shape, device=DEVICE, layout=layout), randn(shape, device=DEVICE, layout=layout)
+    for kind in distance_tests.KINDS:
+        distance_tests._check(a, b, kind, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(4, 3, 5, 5), (3, 3, 256, 256)])
+def test_distance_nan_propagates(backend, shape):
+    a, b = randn(shape, device=DEVICE), randn(shape, device=DEVICE)
+    a[1, 0, 0, 0] = float("nan")
+    for kind in distance_tests.KINDS:
+        dist, grads = distance_tests._distance_and_grads(backend, a, b, kind)
+        ref, ref_grads = distance_tests._distance_and_grads("torch", a.double(), b.double(), kind)
+        assert_close(dist, ref.float())
+        for g, g_ref in zip(grads, ref_grads):
+            assert_close(g, g_ref.float())
 
 
 # ------------------------------------------------------------------ op-level checks

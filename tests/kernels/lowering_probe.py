@@ -52,7 +52,8 @@ def _cases():
     from sidkernels.ops import kernel_op
 
     op = {name: kernel_op(name, "triton") for name in ("add_noise", "precond_in", "precond_in_bwd", "precond_out",
-                                                      "precond_out_bwd", "sid_loss", "fake_score_loss", "rowscale")}
+                                                      "precond_out_bwd", "sid_loss", "fake_score_loss", "rowscale",
+                                                      "distance", "distance_bwd")}
     seed = torch.tensor([1])
     for shape_name, shape in SHAPES.items():
         n = shape[0]
@@ -75,6 +76,11 @@ def _cases():
             yield f"fake_score_loss-{tag}", lambda: op["fake_score_loss"](x, f, sigma, 0.5, True)
             yield f"rowscale-{tag}", lambda: op["rowscale"](rows, rows, g, -1.0, dtype)
             yield f"rowscale-stride0-{tag}", lambda: op["rowscale"](torch.ones(()).expand(n), rows, g, 1.0, dtype)
+            for kind in (0, 1, 2):
+                yield f"distance-k{kind}-{tag}", lambda: op["distance"](x, f, kind, 0.01)
+            yield f"distance_bwd-{tag}", lambda: op["distance_bwd"](rows, rows, x, f, 0, dtype, torch.float32)
+            yield f"distance_bwd-l1-a-{tag}", lambda: op["distance_bwd"](torch.ones(()).expand(n), rows, x, f, 1, dtype,
+                                                                          None)
 
 
 def _resource_usage(cuobjdump: str, cubin: bytes) -> dict[str, int]:
@@ -87,7 +93,7 @@ def _resource_usage(cuobjdump: str, cubin: bytes) -> dict[str, int]:
 
 def _use_gpu_launch_config() -> None:
     """Make every launcher pick its block as for CUDA tensors on an H100 (the tensors here are on the CPU)."""
-    from sidkernels.kernels import _common, fake_score_loss, noise, precond, rowscale, sid_loss
+    from sidkernels.kernels import _common, distance, fake_score_loss, noise, precond, rowscale, sid_loss
 
     cpu_rule = _common.launch_config
     _common._sm_count = lambda index: H100_SMS
@@ -95,7 +101,7 @@ def _use_gpu_launch_config() -> None:
     def gpu_launch_config(n, d, device, block=None):
         return cpu_rule(n, d, torch.device("cuda", 0), block)
 
-    for module in (fake_score_loss, noise, precond, rowscale, sid_loss):
+    for module in (distance, fake_score_loss, noise, precond, rowscale, sid_loss):
         module.launch_config = gpu_launch_config
 
 

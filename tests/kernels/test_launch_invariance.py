@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from sidkernels.kernels import fake_score_loss, noise, sid_loss
+from sidkernels.kernels import distance, fake_score_loss, noise, sid_loss
 from sidkernels.kernels._common import launch_config
 
 BLOCKS = [256, 1024, 4096]
@@ -58,3 +58,26 @@ def test_fake_loss_split_is_deterministic(device):
     assert all(torch.equal(first, run()) for _ in range(2))
     lam = (sigma ** 2 + 0.25) / (sigma * 0.5) ** 2
     torch.testing.assert_close(first, lam * ((den - y) ** 2).sum(1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", [0, 1, 2])
+def test_distance_split_matches_single_block(kind, device):
+    """Forward: the split reduction equals one block up to summation order, and is deterministic; backward:
+    elementwise, so bitwise the same for every block size."""
+    a, b = torch.randn(3, 3000, device=device), torch.randn(3, 3000, device=device)
+    go = torch.rand(3, device=device)
+
+    def run(blk):
+        dist, scale = torch.empty(3, device=device), torch.empty(3, device=device)
+        distance.distance_fwd(a, b, dist, scale, kind, 0.03, block=blk)
+        ga, gb = torch.empty_like(a), torch.empty_like(b, dtype=torch.bfloat16)
+        distance.distance_bwd(go, scale, a, b, ga, gb, kind, block=blk)
+        return dist, scale, ga, gb
+
+    split, again, whole = run(256), run(256), run(4096)
+    assert all(torch.equal(s, t) for s, t in zip(split, again))
+    for s, w in zip(split[:2], whole[:2]):
+        torch.testing.assert_close(s, w, rtol=1e-5, atol=1e-6)
+    ga_ref = go[:, None] * split[1][:, None] * ((a - b).sign() if kind == 1 else a - b)
+    torch.testing.assert_close(split[2], ga_ref, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(split[3].float(), -split[2], rtol=2 ** -7, atol=0)  # one bf16 rounding

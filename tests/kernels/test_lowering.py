@@ -19,6 +19,7 @@ from tests.kernels.lowering_probe import SHAPES
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHMARK_SHAPES = [name for name in SHAPES if name != "odd"]
+WRITES_ONLY_PER_SAMPLE = {"_distance_fwd_kernel"}  # reads samples, stores one value per sample (or chunk)
 
 
 @pytest.fixture(scope="module", params=[80, 90], ids=lambda arch: f"sm_{arch}")
@@ -66,7 +67,8 @@ def test_benchmark_shapes_move_16_bytes_per_access(report, shape):
         if "finalize" in kernel["kernel"]:
             continue  # reads per-chunk partials, not samples
         assert "ld.global.v4.b32" in kernel["loads"], (case, kernel)
-        assert "st.global.v4.b32" in kernel["stores"], (case, kernel)
+        if kernel["kernel"] not in WRITES_ONLY_PER_SAMPLE:
+            assert "st.global.v4.b32" in kernel["stores"], (case, kernel)
         if case.endswith("bfloat16"):
             assert not {"ld.global.b16", "st.global.b16"} & set(kernel["loads"] + kernel["stores"]), (case, kernel)
         checked += 1

@@ -58,3 +58,11 @@ def test_fake_score_loss(device):
     sigma = torch.tensor([0.05, 0.7, 4.0], dtype=torch.float64, device=device)
     fn = lambda d, y: sk.fake_score_loss(d, y, sigma, reduction="none", backend="triton")
     assert gradcheck(fn, (_leaf(3, 2, 5, device=device), _leaf(3, 2, 5, device=device)))
+
+
+def test_sample_distance(device):
+    """Every kind and reduction; pseudo-Huber with a c exact in fp32 (scalars are fp32 kernel arguments)."""
+    for kind, c in (("l2", None), ("l1", None), ("pseudo_huber", 0.25)):
+        for reduction in ("none", "mean"):
+            fn = lambda a, b: sk.sample_distance(a, b, kind, c=c, reduction=reduction, backend="triton")
+            assert gradcheck(fn, (_leaf(3, 2, 5, device=device), _leaf(3, 2, 5, device=device)))

@@ -28,6 +28,11 @@ def _cases(device):
         "rowscale": (kernel_op("rowscale", "triton"), (rows, rows, x, -1.0, torch.bfloat16)),
         "rowscale_stride0": (kernel_op("rowscale", "triton"), (torch.ones((), device=device).expand(2), rows, bf, 1.0,
                                                    torch.bfloat16)),
+        "distance": (kernel_op("distance", "triton"), (bf.clone().requires_grad_(True), xg, 2, 0.01)),
+        "distance_l1": (kernel_op("distance", "triton"), (xg, x, 1, 0.0)),
+        "distance_bwd": (kernel_op("distance_bwd", "triton"), (torch.ones((), device=device).expand(2), rows, bf, x, 0,
+                                                               torch.float32, torch.bfloat16)),
+        "distance_bwd_one": (kernel_op("distance_bwd", "triton"), (rows, rows, x, x, 1, None, torch.float32)),
     }
 
 

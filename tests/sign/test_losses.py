@@ -81,7 +81,7 @@ def test_distances():
     torch.testing.assert_close(L.distance("l1", a, 2 * b), torch.full((2,), 2.0))
     c = 0.00054 * math.sqrt(48)
     torch.testing.assert_close(L.distance("pseudo_huber", a, b), torch.full((2,), math.sqrt(48 + c * c) - c))
-    with pytest.raises(ValueError, match="distance must be one of"):
+    with pytest.raises(ValueError, match="kind must be one of"):
         L.distance("lpips", a, b)
 
 
