@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import time
 import traceback
 from typing import Callable
 
@@ -187,6 +188,9 @@ class KernelSuite:
     warmup_ms: float = 25
     rep_ms: float = 100
     log: Callable[[str], None] = print
+    resume: bool = False            # skip cases this GPU already measured at this commit
+    deadline: float | None = None   # time.monotonic() after which no new (shape, dtype, op) case starts
+    stopped: bool = False           # set when the deadline stopped the run early
     errors: list = dataclasses.field(default_factory=list)
     _copies: dict = dataclasses.field(default_factory=dict)
 
@@ -214,23 +218,36 @@ class KernelSuite:
             for shape in shapes:
                 for dtype_name in self.dtypes:
                     for op_name in self.ops:
+                        if self.deadline is not None and time.monotonic() > self.deadline:
+                            self.stopped = True
+                            return
                         self._run_op(op_name, shape_name, tuple(shape), dtype_name)
                         self.out.flush()
 
+    def _todo(self, base: dict) -> list[str]:
+        """The modes of ``base`` (one op, provider, shape, dtype) still to measure."""
+        return [m for m in self.modes if not (self.resume and self.out.measured(**base, mode=m))]
+
     def _run_op(self, op_name: str, shape_name: str, shape: tuple, dtype_name: str) -> None:
+        bases = [dict(suite="kernels", op=op_name, provider=provider, shape_name=shape_name, shape=shape_str(shape),
+                      dtype=dtype_name) for provider in self.providers]
+        todo = [(base, self._todo(base)) for base in bases]
+        if not any(modes for _, modes in todo):
+            return
         op, dtype = OP_BENCH[op_name], DTYPES[dtype_name]
         inputs = op.make_inputs(shape, dtype, self.device)
         leaves = [t for t in inputs if t.requires_grad]
-        for provider in self.providers:
-            base = dict(suite="kernels", op=op_name, provider=provider, shape_name=shape_name,
-                        shape=shape_str(shape), dtype=dtype_name)
+        for base, modes in todo:
+            if not modes:
+                continue
+            provider = base["provider"]
             reason = provider_unavailable(provider, self.device)
             if reason is None:
                 try:
                     forward = forward_fn(op, provider, inputs, self.compile_mode)
                 except Exception as e:  # noqa: BLE001 - recorded, reported, and the suite goes on
                     reason = self._failure(base, e)
-            for mode in self.modes:
+            for mode in modes:
                 if reason is not None:
                     self.out.skip(**base, mode=mode, reason=reason)
                     continue

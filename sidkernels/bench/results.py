@@ -85,6 +85,11 @@ class ResultsCSV:
         self.rows[tuple(row[k] for k in KEY)] = row
         return row
 
+    def measured(self, metric: str = "time_us", **case) -> bool:
+        """Whether this run's GPU already has ``metric`` for ``case`` from this commit (what ``--resume`` skips)."""
+        row = self.rows.get(tuple(case[k] for k in KEY[:7]) + (metric, self.env.gpu))
+        return row is not None and row["commit"] == self.env.commit
+
     def skip(self, *, reason: str, **case) -> dict:
         """Record that a case could not run, and why."""
         return self.add(metric="skipped", value=None, extra={"reason": reason}, **case)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from sidkernels.bench.timing import cpu_threads
 SUITES = ("kernels", "network", "e2e")
 CSV_NAME = "results.csv"
 DEVICES_NAME = "devices.json"
+INCOMPLETE = 3  # exit status of a run that the --budget-s time budget stopped early
 
 
 def _split(text: str | None) -> list[str]:
@@ -98,6 +100,7 @@ def run_suites(args) -> int:
     if quick and cuda:
         timing = dict(warmup_ms=min(args.warmup, 5), rep_ms=min(args.rep, 20))
     errors: list = []
+    started, incomplete = time.monotonic(), False
     with cpu_threads(None if cuda else 1), preserved_torch_flags():
         if "kernels" in suites:
             print("## kernels")
@@ -108,10 +111,14 @@ def run_suites(args) -> int:
                 shapes=_kernel_shapes(args, quick),
                 dtypes=_choose(args.dtypes, kernels.DTYPES, "dtype", ("bf16", "fp32")),
                 compile_mode=args.compile_mode or ("max-autotune-no-cudagraphs" if cuda else None),
-                **timing)
+                resume=args.resume, deadline=None if args.budget_s is None else started + args.budget_s, **timing)
             suite.run()
             errors += suite.errors
-        if "network" in suites:
+            if suite.stopped:
+                print(f"## kernels: stopped at the {args.budget_s:g} s budget; the rows measured so far are in the "
+                      f"CSV. Run the same command with --resume to measure the rest.")
+                incomplete = True
+        if "network" in suites and not incomplete:
             print("## network")
             suite = network.NetworkSuite(
                 csv, device, presets=tuple(_split(args.network_presets) or network.PRESETS),
@@ -119,7 +126,7 @@ def run_suites(args) -> int:
                 batch=args.network_batch or (4 if quick else 128), quick=quick, timing=timing)
             suite.run()
             errors += suite.errors
-        if "e2e" in suites:
+        if "e2e" in suites and not incomplete:
             print("## e2e")
             suite = e2e.E2ESuite(
                 csv, device,
@@ -142,7 +149,7 @@ def run_suites(args) -> int:
         for case, trace in errors:
             print(f"--- {case}\n{trace}", file=sys.stderr)
         return 1
-    return 0
+    return INCOMPLETE if incomplete else 0
 
 
 def run(args) -> int:

@@ -23,7 +23,13 @@ def add_arguments(p) -> None:
     p.add_argument("--csv", help="results CSV for --plots-only / --report (default: OUT/results.csv)")
     p.add_argument("--readme", help="README to rewrite with --report (default: the checkout's README.md)")
     k = p.add_argument_group("kernel suite")
-    k.add_argument("--ops", help="add_noise, precond_in, precond_out, sid_loss, fake_score_loss (default: all)")
+    k.add_argument("--resume", action="store_true",
+                   help="kernel suite: skip the cases this GPU already measured at this commit (continue a stopped run)")
+    k.add_argument("--budget-s", type=float, default=None,
+                   help="kernel suite: start no new case after this many seconds; the run then exits with status 3 "
+                        "and --resume continues it")
+    k.add_argument("--ops", help="add_noise, precond_in, precond_out, sid_loss, fake_score_loss, distance "
+                                 "(default: all)")
     k.add_argument("--providers", help="eager, compile, triton, cuda (default: all; unavailable ones are skipped)")
     k.add_argument("--modes", help="forward, backward, full (default: all)")
     k.add_argument("--shapes", help="shape sets: cifar, 64px, latent, sweep (default: all; --quick: tiny)")

@@ -1,5 +1,6 @@
 """`sidkernels bench --quick` on the CPU: the three suites at tiny sizes, the CSV schema, skip reasons, the
 device facts and the figures drawn from the CSV.  (Smoke test: no timing is asserted on.)"""
+import csv
 import json
 
 import pytest
@@ -114,3 +115,33 @@ def test_plots_only_redraws_from_the_csv(quick_run, tmp_path):
     rc = cli.main(["bench", "--plots-only", "--csv", str(quick_run[1] / "results.csv"), "--out", str(tmp_path)])
     assert rc == 0
     assert (tmp_path / "kernels-gbps-cpu-quick-fp32.png").stat().st_size > 1000
+
+
+def test_budget_stops_and_resume_continues(tmp_path):
+    """--budget-s stops between cases with exit status 3 and keeps what it measured; --resume measures only
+    the cases this GPU label lacks at this commit (a finished case keeps its stored row)."""
+    csv_path = tmp_path / "results.csv"
+    base = ["bench", "--quick", "--suite", "kernels", "--ops", "distance,precond_in", "--providers", "eager",
+            "--no-plots", "--out", str(tmp_path)]
+
+    def timed():
+        return {(r["op"], r["mode"], r["dtype"]): r["p50"] for r in results.read_rows(csv_path)
+                if r["metric"] == "time_us" and r["op"] != "copy"}
+
+    assert cli.main(base + ["--budget-s", "0"]) == 3
+    assert timed() == {}
+    assert cli.main(base + ["--resume", "--dtypes", "bf16"]) == 0
+    assert set(timed()) == {(op, m, "bf16") for op in ("distance", "precond_in") for m in kernels.MODES}
+    stored = results.read_rows(csv_path)
+    marked = next(r for r in stored if r["metric"] == "time_us" and r["op"] == "distance")
+    marked["p50"] = "-1"  # a value no timing gives
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=results.COLUMNS)
+        writer.writeheader()
+        writer.writerows(stored)
+    assert cli.main(base + ["--resume"]) == 0
+    after = timed()
+    assert set(after) == {(op, m, d) for op in ("distance", "precond_in") for m in kernels.MODES
+                          for d in ("bf16", "fp32")}
+    assert after[marked["op"], marked["mode"], marked["dtype"]] == "-1"  # not measured again
+    assert sum(v == "-1" for v in after.values()) == 1
