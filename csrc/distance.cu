@@ -27,6 +27,16 @@ __device__ __forceinline__ void distance_finish(float s, int64_t d, int kind, fl
   }
 }
 
+// r = a - b for the W elements at global index g.
+template <int W, bool VEC>
+__device__ __forceinline__ void load_residual(const SkBuf& a, const SkBuf& b, int64_t g, float (&r)[W]) {
+  float vb[W];
+  load<W, VEC>(a, g, r);
+  load<W, VEC>(b, g, vb);
+#pragma unroll
+  for (int k = 0; k < W; ++k) r[k] -= vb[k];
+}
+
 struct DistanceBody {
   SkBuf a, b;
   int kind;
@@ -34,14 +44,10 @@ struct DistanceBody {
 
   template <int W, bool VEC>
   __device__ __forceinline__ void run(int64_t g) {
-    float va[W], vb[W];
-    load<W, VEC>(a, g, va);
-    load<W, VEC>(b, g, vb);
+    float r[W];
+    load_residual<W, VEC>(a, b, g, r);
 #pragma unroll
-    for (int k = 0; k < W; ++k) {
-      const float r = va[k] - vb[k];
-      sum += kind == kL1 ? fabsf(r) : r * r;
-    }
+    for (int k = 0; k < W; ++k) sum += kind == kL1 ? fabsf(r[k]) : r[k] * r[k];
   }
 };
 
@@ -79,11 +85,10 @@ struct DistanceBwdBody {
   template <int W, bool VEC>
   __device__ __forceinline__ void run(int64_t g) {
     float va[W], vb[W];
-    load<W, VEC>(a, g, va);
-    load<W, VEC>(b, g, vb);
+    load_residual<W, VEC>(a, b, g, va);
 #pragma unroll
     for (int k = 0; k < W; ++k) {
-      const float r = va[k] - vb[k];
+      const float r = va[k];
       va[k] = factor * (sign ? (r > 0.0f ? 1.0f : (r < 0.0f ? -1.0f : 0.0f)) : r);
       vb[k] = -va[k];
     }

@@ -36,6 +36,12 @@ def _finish(s, D, c, KIND: tl.constexpr):
 
 
 @triton.jit
+def _residual(A, B, idx, mask, ACC: tl.constexpr):
+    """r = a - b in the accumulation dtype (0 outside ``mask``)."""
+    return tl.load(A + idx, mask=mask, other=0.0).to(ACC) - tl.load(B + idx, mask=mask, other=0.0).to(ACC)
+
+
+@triton.jit
 def _distance_fwd_kernel(A, B, PART, DIST, SCALE, N, D, C, c, KIND: tl.constexpr, ONE_CHUNK: tl.constexpr,
                          ACC: tl.constexpr, BLOCK: tl.constexpr):
     n = tl.program_id(0).to(tl.int64)
@@ -43,7 +49,7 @@ def _distance_fwd_kernel(A, B, PART, DIST, SCALE, N, D, C, c, KIND: tl.constexpr
     offs = chunk * BLOCK + tl.arange(0, BLOCK)
     mask = offs < D
     idx = n * D + offs
-    r = tl.load(A + idx, mask=mask, other=0.0).to(ACC) - tl.load(B + idx, mask=mask, other=0.0).to(ACC)
+    r = _residual(A, B, idx, mask, ACC)
     if KIND == 1:
         s = tl.sum(tl.abs(r), axis=0)
     else:
@@ -74,7 +80,7 @@ def _distance_bwd_kernel(GO, go_stride, SCALE, A, B, GA, GB, D, SIGN: tl.constex
     mask = offs < D
     idx = n * D + offs
     factor = tl.load(GO + n * go_stride).to(ACC) * tl.load(SCALE + n).to(ACC)
-    r = tl.load(A + idx, mask=mask, other=0.0).to(ACC) - tl.load(B + idx, mask=mask, other=0.0).to(ACC)
+    r = _residual(A, B, idx, mask, ACC)
     if SIGN:
         r = tl.where(r > 0.0, 1.0, tl.where(r < 0.0, -1.0, 0.0)).to(ACC)
     g = factor * r
