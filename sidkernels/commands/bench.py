@@ -24,9 +24,9 @@ def add_arguments(p) -> None:
     p.add_argument("--readme", help="README to rewrite with --report (default: the checkout's README.md)")
     k = p.add_argument_group("kernel suite")
     k.add_argument("--resume", action="store_true",
-                   help="kernel suite: skip the cases this GPU already measured at this commit (continue a stopped run)")
+                   help="skip the cases this GPU already measured at this commit (continue a stopped run)")
     k.add_argument("--budget-s", type=float, default=None,
-                   help="kernel suite: start no new case after this many seconds; the run then exits with status 3 "
+                   help="start no new case after this many seconds; the run then exits with status 3 "
                         "and --resume continues it")
     k.add_argument("--ops", help="add_noise, precond_in, precond_out, sid_loss, fake_score_loss, distance "
                                  "(default: all)")

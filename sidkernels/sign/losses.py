@@ -23,11 +23,6 @@ from sidkernels.functional import add_noise, sample_distance, sid_generator_loss
 from sidkernels.sigma import sample_sigma_sid
 from sidkernels.sign.student import copy_call
 
-def distance(kind: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-sample distance ``[N]`` between ``a`` and ``b``: the fused :func:`sidkernels.sample_distance`
-    (its reference on CPU tensors; iCT's c for the pseudo-Huber distance)."""
-    return sample_distance(a, b, kind)
-
 
 def karras_grid(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
                 device=None) -> torch.Tensor:
@@ -45,12 +40,12 @@ def euler_step(teacher, x: torch.Tensor, t_from: torch.Tensor, t_to: torch.Tenso
 
 
 def rec_loss(f, x, labels, dist: str) -> torch.Tensor:
-    return distance(dist, f(x, labels), x).mean()
+    return sample_distance(f(x, labels), x, dist, reduction="mean")
 
 
 def idem_loss(f, x_g, labels, dist: str) -> torch.Tensor:
     """``d(f^-(x_g), x_g)`` with x_g = f(z) carrying gradient (through the copy's input too)."""
-    return distance(dist, copy_call(f, x_g, labels), x_g).mean()
+    return sample_distance(copy_call(f, x_g, labels), x_g, dist, reduction="mean")
 
 
 def flow_pair(f, teacher, x, labels, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,7 +60,7 @@ def flow_pair(f, teacher, x, labels, grid: torch.Tensor) -> tuple[torch.Tensor, 
 
 def flow_loss(f, teacher, x, labels, grid: torch.Tensor, dist: str) -> torch.Tensor:
     """Consistency with one teacher Euler step on the Karras grid."""
-    return distance(dist, *flow_pair(f, teacher, x, labels, grid)).mean()
+    return sample_distance(*flow_pair(f, teacher, x, labels, grid), dist, reduction="mean")
 
 
 def dmd_loss(x_g, teacher, fake, labels, *, tmax: float, score_loss: str, alpha: float) -> torch.Tensor:
@@ -100,13 +95,13 @@ def renoised_generation(f, x_g, labels, fraction: float, sigma_range: tuple[floa
 
 
 def reg_loss(f, z_k, y_k, labels, dist: str) -> torch.Tensor:
-    return distance(dist, f(z_k, labels), y_k).mean()
+    return sample_distance(f(z_k, labels), y_k, dist, reduction="mean")
 
 
 def ign_tight_loss(f, z, labels, rec_per_sample: torch.Tensor, dist: str, a: float = 1.5) -> torch.Tensor:
     """IGN's clamped tightness: the outer f gets the gradient, the inner f(z) is a stop-gradient."""
     with torch.no_grad():
         inner = f(z, labels)
-    raw = -distance(dist, f(inner, labels), inner)
+    raw = -sample_distance(f(inner, labels), inner, dist)
     scale = a * rec_per_sample.detach()
     return (torch.tanh(raw / scale) * scale).mean()

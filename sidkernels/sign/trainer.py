@@ -18,6 +18,7 @@ from sidkernels.distill.metrics import exact_metrics
 from sidkernels.distill.sid_losses import denoising_loss
 from sidkernels.distill.teacher import cache_dir
 from sidkernels.distill.trainer import SiDTrainer
+from sidkernels.functional import sample_distance
 from sidkernels.sign import losses as L
 from sidkernels.sign.config import SIGNConfig
 from sidkernels.sign.pairs import DTYPES, Pairs, cached_pairs
@@ -78,7 +79,7 @@ class SIGNTrainer(SiDTrainer):
         x, x_labels = self._data(self.micro)
         ramp = min(1.0, self.cur_nimg / max(cfg.idem_warmup_kimg * 1000, 1e-8))
         if cfg.variant == "ign":
-            rec_per_sample = L.distance("l1", f(x, x_labels), x)
+            rec_per_sample = sample_distance(f(x, x_labels), x, "l1")
             terms = {"rec": rec_per_sample.mean(), "idem": L.idem_loss(f, x_g, z_labels, "l1"),
                      "tight": L.ign_tight_loss(f, cfg.sigma_max * z, z_labels, rec_per_sample, "l1", cfg.ign_tight_a)}
             lam_r, lam_i, lam_t = cfg.ign_lambdas

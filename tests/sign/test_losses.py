@@ -1,9 +1,9 @@
-"""SIGN/IGN loss terms: gradient routing through the frozen copy, stop-gradient targets, distances."""
-import math
-
+"""SIGN/IGN loss terms: gradient routing through the frozen copy, stop-gradient targets (the distances
+themselves: tests/ref/test_distance_ref.py, tests/ops/test_distance.py)."""
 import pytest
 import torch
 
+from sidkernels.functional import sample_distance
 from sidkernels.sign import losses as L
 from sidkernels.sign.student import IdempotentStudent, copy_call, estimate_sigma
 
@@ -54,7 +54,7 @@ def test_flow_target_carries_no_gradient():
     torch.manual_seed(0)
     pred, target = L.flow_pair(f, teacher, x, None, grid)
     assert pred.requires_grad and not target.requires_grad and target.grad_fn is None
-    loss = L.distance("l2", pred, target).mean()
+    loss = sample_distance(pred, target, "l2", reduction="mean")
     grads = torch.autograd.grad(loss, [f.W, x])
     torch.manual_seed(0)
     pred2, target2 = L.flow_pair(f, teacher, x, None, grid)
@@ -73,16 +73,6 @@ def test_karras_grid_and_euler_step():
     x = mu + 3.0 * torch.randn_like(mu)
     out = L.euler_step(teacher, x, torch.full((2,), 3.0), torch.zeros(2))
     torch.testing.assert_close(out, mu)
-
-
-def test_distances():
-    a, b = torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)
-    torch.testing.assert_close(L.distance("l2", a, 2 * b), torch.full((2,), 4.0))
-    torch.testing.assert_close(L.distance("l1", a, 2 * b), torch.full((2,), 2.0))
-    c = 0.00054 * math.sqrt(48)
-    torch.testing.assert_close(L.distance("pseudo_huber", a, b), torch.full((2,), math.sqrt(48 + c * c) - c))
-    with pytest.raises(ValueError, match="kind must be one of"):
-        L.distance("lpips", a, b)
 
 
 def test_ign_tightness_is_clamped_and_routed_through_the_outer_f():
