@@ -4,8 +4,10 @@ With no arguments: the embedded default.  A small EDM teacher is trained on exac
 mixture of real 8x8 digits (cached after the first run), then distilled; the exact Frechet distance, NLL
 and class KL of the one-step generator are logged to metrics.jsonl and plotted (metrics.png) next to the
 teacher's 35-NFE Heun samples.  Presets reproduce the official runs given an EDM teacher checkpoint.
-``--method sign`` trains an idempotent generator/projector instead (SIGN, a reconstruction: see the README);
-``--variant ign`` its original-IGN baseline.  Multi-GPU: ``torchrun --nproc_per_node=K -m sidkernels distill``.
+``--method sida`` adds SiDA's adversarial term (the fake-score network doubles as a discriminator on real
+images; ``--sid-model`` starts from a SiD generator: SiD^2A).  ``--method sign`` trains an idempotent
+generator/projector instead (SIGN, a reconstruction: see the README); ``--variant ign`` its original-IGN
+baseline.  Multi-GPU: ``torchrun --nproc_per_node=K -m sidkernels distill``.
 """
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ import dataclasses
 
 from sidkernels.distill.config import PRECISIONS, PRESETS, DistillConfig
 
+METHODS = ("sid", "sida", "sign")
+
 
 def add_arguments(p) -> None:
-    p.add_argument("--method", default="sid", choices=("sid", "sign"))
+    p.add_argument("--method", default="sid", choices=METHODS)
     p.add_argument("--preset", default="mixture", choices=sorted(PRESETS))
     p.add_argument("--teacher", default=None, help="teacher checkpoint (EDM/SiD pickle, SiD .pt state or "
                    "our .safetensors), or 'random' for a random-init teacher of the preset's architecture")
@@ -39,6 +43,18 @@ def add_arguments(p) -> None:
     p.add_argument("--snap", type=int, default=None, dest="snap_ticks", help="checkpoint every N reports")
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
+    sida = p.add_argument_group("SiDA (--method sida)")
+    sida.add_argument("--data", default=None, help="real images: a folder or zip in EDM's dataset layout "
+                      "(dataset.json labels for conditional teachers); the mixture draws exact samples")
+    sida.add_argument("--data-workers", type=int, default=None, dest="data_workers")
+    sida.add_argument("--sid-model", default=None, dest="sid_model",
+                      help="start G and G_ema from this SiD generator (SiD^2A)")
+    sida.add_argument("--lsg-gan", type=float, default=None, dest="lsg_gan", help="generator GAN loss scale (0.01)")
+    sida.add_argument("--lsd", type=float, default=None, help="discriminator loss scale (1)")
+    sida.add_argument("--g-warmup-kimg", type=float, default=None, dest="g_warmup_kimg",
+                      help="no generator update before this many kimg (100)")
+    sida.add_argument("--gan-start-kimg", type=float, default=None, dest="gan_start_kimg",
+                      help="the GAN term joins the generator loss after this many kimg (200)")
     sign = p.add_argument_group("SIGN (--method sign)")
     sign.add_argument("--variant", choices=("sign", "ign"), default=None)
     sign.add_argument("--score-loss", choices=("dmd", "sid"), default=None, dest="score_loss")
@@ -57,19 +73,27 @@ def add_arguments(p) -> None:
     sign.add_argument("--flow-steps", type=int, default=None, dest="flow_steps", help="Karras grid size of L_flow")
 
 
-def run(args) -> int:
-    if args.method == "sign":
+def _method(name: str):
+    """``(config class, make_config, trainer class)`` of a method."""
+    if name == "sign":
         from sidkernels.sign import SIGNConfig, SIGNTrainer, sign_config
-        fields = {f.name for f in dataclasses.fields(SIGNConfig)}
-        make_config, trainer_class = sign_config, SIGNTrainer
-    else:
-        from sidkernels.distill import SiDTrainer, preset_config
-        fields = {f.name for f in dataclasses.fields(DistillConfig)}
-        make_config, trainer_class = preset_config, SiDTrainer
+        return SIGNConfig, sign_config, SIGNTrainer
+    if name == "sida":
+        from sidkernels.distill.sida_config import SiDAConfig, sida_config
+        from sidkernels.distill.sida_trainer import SiDATrainer
+        return SiDAConfig, sida_config, SiDATrainer
+    from sidkernels.distill import SiDTrainer, preset_config
+    return DistillConfig, preset_config, SiDTrainer
+
+
+def run(args) -> int:
+    config_class, make_config, trainer_class = _method(args.method)
+    fields = {f.name for f in dataclasses.fields(config_class)}
     given = {k: v for k, v in vars(args).items() if v is not None and k not in ("preset", "method", "no_progress")}
     stray = sorted(set(given) - fields - {"_run", "command"})
     if stray:
-        raise SystemExit(f"error: {', '.join('--' + s.replace('_', '-') for s in stray)} only apply to --method sign")
+        raise SystemExit(f"error: {', '.join('--' + s.replace('_', '-') for s in stray)} do not apply to "
+                         f"--method {args.method}")
     cfg = make_config(args.preset, **{k: v for k, v in given.items() if k in fields})
     trainer = trainer_class(cfg, progress=not args.no_progress)
     records = trainer.run()

@@ -157,9 +157,10 @@ class SiDTrainer:
             labels = torch.nn.functional.one_hot(classes, net.label_dim).float()
         return z, labels
 
-    def _update(self, net, opt, scaler, loss_of_round, clip: float | None = None) -> torch.Tensor:
-        """Accumulate R rounds, average over ranks, nan_to_num, optional norm clip, Adam step; returns the
-        summed loss (no host sync)."""
+    def _update(self, net, opt, scaler, loss_of_round, clip: float | None = None,
+                clip_value: float | None = None) -> torch.Tensor:
+        """Accumulate R rounds, average over ranks, nan_to_num, optional norm clip (``clip``) or value clip
+        (``clip_value``), Adam step; returns the summed loss (no host sync)."""
         net.train().requires_grad_(True)
         opt.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
@@ -176,6 +177,8 @@ class SiDTrainer:
             torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
         if clip is not None:
             torch.nn.utils.clip_grad_norm_(params, clip)
+        if clip_value is not None:
+            torch.nn.utils.clip_grad_value_(params, clip_value)
         scaler.step(opt)
         scaler.update()
         return total

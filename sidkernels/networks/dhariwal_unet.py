@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sidkernels.networks.discriminator import bottleneck_logits, check_output
 from sidkernels.networks.layers import Conv2d, GroupNorm, Linear, PositionalEmbedding
 from sidkernels.networks.mapping import check_unet_inputs, drop_labels, mapping_precision
 from sidkernels.networks.unet_block import UNetBlock
@@ -28,8 +29,8 @@ from sidkernels.networks.unet_block import UNetBlock
 
 class DhariwalUNet(nn.Module):
     """ADM U-Net.  Arguments and defaults are the official ones; ``channels_per_head`` (official: fixed at 64)
-    and ``attention_impl`` are ours.  ``forward(x, noise_labels, class_labels=None, augment_labels=None)``
-    returns F in the activation dtype."""
+    and ``attention_impl`` are ours.  ``forward(x, noise_labels, class_labels=None, augment_labels=None,
+    output="decoder")`` returns F in the activation dtype (``output``: :mod:`sidkernels.networks.discriminator`)."""
 
     def __init__(self, img_resolution: int, in_channels: int, out_channels: int, label_dim: int = 0,
                  augment_dim: int = 0, model_channels: int = 192, channel_mult: Sequence[int] = (1, 2, 3, 4),
@@ -100,7 +101,8 @@ class DhariwalUNet(nn.Module):
             return F.silu(emb)
 
     def forward(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None = None,
-                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+                augment_labels: torch.Tensor | None = None, output: str = "decoder"):
+        check_output(output)
         check_unet_inputs(self, x, noise_labels, class_labels, augment_labels,
                           self.map_augment.in_features if self.map_augment is not None else 0)
         emb = self.embedding(noise_labels, class_labels, augment_labels)
@@ -108,8 +110,12 @@ class DhariwalUNet(nn.Module):
         for layer in self.enc.values():
             x = layer(x, emb) if isinstance(layer, UNetBlock) else layer(x)
             skips.append(x)
+        if output == "encoder":
+            return bottleneck_logits(x)
+        logits = bottleneck_logits(x) if output == "both" else None
         for name, layer in self.dec.items():
             if name in self._concat_blocks:
                 x = torch.cat([x, skips.pop()], dim=1)
             x = layer(x, emb)
-        return self.out_conv(F.silu(self.out_norm(x)))
+        out = self.out_conv(F.silu(self.out_norm(x)))
+        return out if logits is None else (out, logits)

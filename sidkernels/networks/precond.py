@@ -25,6 +25,7 @@ from torch import nn
 
 from sidkernels.functional import edm_precond_in, edm_precond_out
 from sidkernels.networks.dhariwal_unet import DhariwalUNet
+from sidkernels.networks.discriminator import check_output
 from sidkernels.networks.song_unet import SongUNet
 from sidkernels.ref.precond import VP_BETA_D, VP_BETA_MIN, VP_M, coefficients
 
@@ -75,8 +76,10 @@ class Preconditioner(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma, class_labels: torch.Tensor | None = None,
                 augment_labels: torch.Tensor | None = None, *, net_input: torch.Tensor | None = None,
-                force_fp32: bool = False, **model_kwargs) -> torch.Tensor:
-        """Denoised ``D(x, sigma)`` in fp32, shape of ``x``.
+                force_fp32: bool = False, output: str = "decoder", **model_kwargs):
+        """Denoised ``D(x, sigma)`` in fp32, shape of ``x``; with ``output="encoder"`` SiDA's discriminator
+        logits ``[N, 1, r, r]`` in fp32 instead (the decoder is skipped), with ``"both"`` ``(D, logits)``
+        (:mod:`sidkernels.networks.discriminator`).
 
         Args:
             x: noisy images ``[N, img_channels, R, R]`` (any float dtype; used in fp32).
@@ -87,7 +90,9 @@ class Preconditioner(nn.Module):
             net_input: optional precomputed ``c_in(sigma) * x`` (e.g. from ``sidkernels.add_noise(...,
                 return_net_input=True, precond=self.precond)``); skips the input-scaling pass.
             force_fp32: run the model in fp32 even when ``use_fp16`` is set.
+            output: ``"decoder"``, ``"encoder"`` or ``"both"``.
         """
+        check_output(output)
         r = self.img_resolution
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1:] != (self.img_channels, r, r):
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -110,9 +115,13 @@ class Preconditioner(nn.Module):
             if not torch.is_autocast_enabled(x.device.type):  # under autocast the layers cast as they need
                 net_input = net_input.to(dtype)
             c_noise = self.noise_labels(sigma.expand(n))
-        F_x = self.model(net_input, c_noise, class_labels=labels, augment_labels=augment_labels, **model_kwargs)
-        return edm_precond_out(x, self._model_output(F_x), sigma, sigma_data=self.sigma_data,
-                               precond=self.precond)
+        F_x = self.model(net_input, c_noise, class_labels=labels, augment_labels=augment_labels, output=output,
+                         **model_kwargs)
+        if output == "encoder":
+            return F_x.float()
+        F_x, logits = F_x if output == "both" else (F_x, None)
+        D = edm_precond_out(x, self._model_output(F_x), sigma, sigma_data=self.sigma_data, precond=self.precond)
+        return D if logits is None else (D, logits.float())
 
     def _model_output(self, F_x: torch.Tensor) -> torch.Tensor:
         return F_x

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sidkernels.networks.discriminator import bottleneck_logits, check_output
 from sidkernels.networks.layers import Conv2d, FourierEmbedding, GroupNorm, Linear, PositionalEmbedding
 from sidkernels.networks.mapping import check_unet_inputs, drop_labels, mapping_precision
 from sidkernels.networks.unet_block import UNetBlock
@@ -46,8 +47,8 @@ class SongUNet(nn.Module):
     NCSN++ (``"fourier"``, ``encoder_type="residual"``, filter [1,3,3,1], ``channel_mult_noise=2``).
 
     Arguments and defaults are the official ones; ``attention_impl`` (``"sdpa"`` or ``"reference"``) is ours.
-    ``forward(x, noise_labels, class_labels=None, augment_labels=None)`` returns the raw network output F in
-    the activation dtype.
+    ``forward(x, noise_labels, class_labels=None, augment_labels=None, output="decoder")`` returns the raw
+    network output F in the activation dtype (``output``: :mod:`sidkernels.networks.discriminator`).
     """
 
     def __init__(self, img_resolution: int, in_channels: int, out_channels: int, label_dim: int = 0,
@@ -150,7 +151,8 @@ class SongUNet(nn.Module):
             return F.silu(self.map_layer1(emb))
 
     def forward(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None = None,
-                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+                augment_labels: torch.Tensor | None = None, output: str = "decoder"):
+        check_output(output)
         check_unet_inputs(self, x, noise_labels, class_labels, augment_labels,
                           self.map_augment.in_features if self.map_augment is not None else 0)
         emb = self.embedding(noise_labels, class_labels, augment_labels)
@@ -168,6 +170,9 @@ class SongUNet(nn.Module):
             else:
                 x = layer(x) if role == "conv" else layer(x, emb)
                 skips.append(x)
+        if output == "encoder":
+            return bottleneck_logits(x)
+        logits = bottleneck_logits(x) if output == "both" else None
 
         out = None
         head = None
@@ -184,4 +189,4 @@ class SongUNet(nn.Module):
                 if role == "block_cat":
                     x = torch.cat([x, skips.pop()], dim=1)
                 x = layer(x, emb)
-        return out
+        return out if logits is None else (out, logits)
