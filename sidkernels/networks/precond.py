@@ -115,8 +115,9 @@ class Preconditioner(nn.Module):
             if not torch.is_autocast_enabled(x.device.type):  # under autocast the layers cast as they need
                 net_input = net_input.to(dtype)
             c_noise = self.noise_labels(sigma.expand(n))
-        F_x = self.model(net_input, c_noise, class_labels=labels, augment_labels=augment_labels, output=output,
-                         **model_kwargs)
+        if output != "decoder":  # models without a discriminator head keep working for the plain denoiser
+            model_kwargs["output"] = output
+        F_x = self.model(net_input, c_noise, class_labels=labels, augment_labels=augment_labels, **model_kwargs)
         if output == "encoder":
             return F_x.float()
         F_x, logits = F_x if output == "both" else (F_x, None)
