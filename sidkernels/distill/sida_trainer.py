@@ -23,6 +23,8 @@ from sidkernels.distill.trainer import SiDTrainer
 class SiDATrainer(SiDTrainer):
     """Distil ``config.preset``'s teacher into a one-step generator with SiD plus the adversarial term."""
 
+    method = "SiDA"
+
     def __init__(self, config: SiDAConfig, *, progress: bool = True, log=print):
         super().__init__(config, progress=progress, log=log)
         cfg = config

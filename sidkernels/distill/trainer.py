@@ -54,6 +54,8 @@ def _seeded(seed: int):
 class SiDTrainer:
     """Distil ``config.preset``'s teacher into a one-step generator.  ``run()`` trains to ``config.kimg``."""
 
+    method = "SiD"  # the progress bar's label
+
     def __init__(self, config: DistillConfig, *, progress: bool = True, log=print):
         self.cfg = config
         self.device = _device(config.device)
@@ -321,7 +323,7 @@ class SiDTrainer:
         total = int(cfg.kimg * 1000)
         tick = int(cfg.tick_kimg * 1000)
         records = []
-        bar = tqdm(total=total, initial=min(self.cur_nimg, total), unit="img", unit_scale=True, desc="SiD",
+        bar = tqdm(total=total, initial=min(self.cur_nimg, total), unit="img", unit_scale=True, desc=self.method,
                    disable=not self.progress, dynamic_ncols=True)
         t0, n0 = time.perf_counter(), self.cur_nimg
         sums = torch.zeros(2, device=self.device)

@@ -31,6 +31,8 @@ HELD_OUT = 0.05  # fraction of the regression pairs kept out of training (data-f
 class SIGNTrainer(SiDTrainer):
     """Distil ``config.preset``'s teacher into an idempotent one-step generator/projector."""
 
+    method = "SIGN"
+
     def __init__(self, config: SIGNConfig, *, progress: bool = True, log=print):
         super().__init__(config, progress=progress, log=log)
         cfg = config
