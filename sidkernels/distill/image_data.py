@@ -32,10 +32,11 @@ class ImageDataset(torch.utils.data.Dataset):
             raise ValueError(f"data must be a folder or a .zip of images, got {self.path}")
         self.shape = (channels, resolution, resolution)
         self._zip = None
-        self.names = sorted(n for n in self._all_names() if n.lower().endswith(IMAGE_SUFFIXES))
+        names = self._all_names()
+        self.names = sorted(n for n in names if n.lower().endswith(IMAGE_SUFFIXES))
         if not self.names:
             raise ValueError(f"data: no images ({', '.join(IMAGE_SUFFIXES)}) in {self.path}")
-        self.labels = self._read_labels()
+        self.labels = self._read_labels() if "dataset.json" in names else None
         first = self[0][0]
         if tuple(first.shape) != self.shape:
             raise ValueError(f"data: images must be {list(self.shape)} (the teacher's channels and resolution), "
@@ -55,9 +56,7 @@ class ImageDataset(torch.utils.data.Dataset):
         return self._zip.read(name)
 
     def _read_labels(self) -> np.ndarray | None:
-        names = self._all_names()
-        if "dataset.json" not in names:
-            return None
+        """Class indices of ``self.names`` from dataset.json (None when it holds no labels)."""
         labels = json.loads(self._read("dataset.json")).get("labels")
         if labels is None:
             return None

@@ -82,9 +82,10 @@ def sida_generator_loss(G, teacher, fake, z, labels, *, init_sigma: float, alpha
         return sid_generator_loss(a, b, x_g, alpha=alpha, reduction="sum", loss_scale=scale), x_g.new_zeros(())
     b, logits = fake(x_t, sigma, labels, net_input=net_in, output="both")
     loss_sid = sid_generator_loss(a, b, x_g, alpha=alpha, reduction="sum", loss_scale=scale)
-    keep = nan_free_rows(x_g, a, b, logits)
-    with torch.no_grad():
-        w = torch.where(keep, (x_g.float() - a.float()).abs().flatten(1).mean(dim=1), 1).clamp_min(1e-5)
+    with torch.no_grad():  # one pass over x_g and a gives w and their NaN rows
+        gap = (x_g.float() - a.float()).abs().flatten(1).mean(dim=1)
+    keep = ~gap.isnan() & nan_free_rows(b, logits)
+    w = torch.where(keep, gap, 1).clamp_min(1e-5)
     bce = bce_with_logits_mean(logits.clamp(-GAN_LOGIT_CLAMP, GAN_LOGIT_CLAMP), True, keep)
     per_sample = x_g[0].numel() * bce / w
     return loss_sid, torch.where(keep, per_sample, 0).sum() * scale_gan

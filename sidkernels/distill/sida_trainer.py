@@ -8,7 +8,8 @@ EMA, checkpoints, resume, reports).  Per iteration, with the objectives of :mod:
 Real images come from ``data`` (EDM's dataset layout, :mod:`sidkernels.distill.image_data`), or on the
 mixture from its exact sampler.  Class-conditional runs take G's labels from the data, as the official
 loop does (the generator step draws labels only, without decoding images).  During the warm-up the
-official loop computes G's loss and discards it; here the generator step is skipped.
+official loop computes G's loss and discards it; here the generator step is skipped.  Reports carry the
+mean per iteration of L_denoise, L_D, L_sid and L_gan (warm-up iterations count 0 for the last two).
 """
 from __future__ import annotations
 
@@ -43,8 +44,6 @@ class SiDATrainer(SiDTrainer):
         if cfg.compile:
             self.sida_fake_loss = torch.compile(sida_fake_loss, fullgraph=True)
             self.sida_generator_loss = torch.compile(sida_generator_loss, fullgraph=True)
-        self.term_sums: dict[str, torch.Tensor] = {}
-        self.term_iterations = 0
 
     # ------------------------------------------------------------------ data
     def _real_batch(self):
@@ -52,12 +51,9 @@ class SiDATrainer(SiDTrainer):
         z, labels = self._draw()
         if self.reals is None:
             reals, _ = self.mixture.sample(self.micro)
-            return z, labels, reals.to(self.device).contiguous(memory_format=self._format())
+            return z, labels, reals.to(self.device).contiguous(memory_format=self._memory_format())
         reals, labels = self.reals.next()
-        return z, labels, reals.contiguous(memory_format=self._format())
-
-    def _format(self):
-        return torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        return z, labels, reals.contiguous(memory_format=self._memory_format())
 
     def _generator_batch(self):
         z, labels = self._draw()
@@ -66,10 +62,6 @@ class SiDATrainer(SiDTrainer):
         return z, labels
 
     # ------------------------------------------------------------------ one iteration
-    def _track(self, **terms: torch.Tensor) -> None:
-        for name, value in terms.items():
-            self.term_sums[name] = self.term_sums.get(name, 0) + value.detach()
-
     def step(self) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
         b = self.batch_rank
@@ -97,12 +89,5 @@ class SiDATrainer(SiDTrainer):
                 return 0.5 * loss_sid + 0.5 * loss_gan if with_gan else loss_sid
 
             loss_G = self._update(self.G, self.opt_G, self.scaler_G, generator_round)
-        self.term_iterations += 1
         self._advance()
         return loss_fake, loss_G
-
-    def diagnostics(self) -> dict:
-        """Mean loss terms per iteration since the last report (L_sid and L_gan count warm-up iterations as 0)."""
-        record = {k: (v / max(self.term_iterations, 1)).item() for k, v in self.term_sums.items()}
-        self.term_sums, self.term_iterations = {}, 0
-        return record

@@ -108,6 +108,8 @@ class SiDTrainer:
         self.iteration = 0
         self.cur_nimg = 0
         self.teacher_metrics = None
+        self.term_sums: dict[str, torch.Tensor] = {}  # loss terms summed since the last report (see _track)
+        self.term_iterations = 0
         if config.resume:
             self._resume(config.resume)
         else:
@@ -147,12 +149,14 @@ class SiDTrainer:
     def _backend(self):
         return contextlib.nullcontext() if self.cfg.fused else _backend.use_backend("torch")
 
+    def _memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+
     def _draw(self):
         """Latents and (for conditional teachers) uniformly drawn one-hot labels for one micro-batch."""
         net = self.teacher
         shape = (self.micro, net.img_channels, net.img_resolution, net.img_resolution)
-        fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
-        z = torch.randn(shape, device=self.device).contiguous(memory_format=fmt)
+        z = torch.randn(shape, device=self.device).contiguous(memory_format=self._memory_format())
         labels = None
         if net.label_dim:
             classes = torch.randint(net.label_dim, (self.micro,), device=self.device)
@@ -211,6 +215,12 @@ class SiDTrainer:
         update_ema(self.G_ema, self.G, ema_beta(self.cur_nimg, cfg.batch, cfg.ema_halflife_kimg, cfg.ema_rampup))
         self.cur_nimg += cfg.batch
         self.iteration += 1
+        self.term_iterations += 1
+
+    def _track(self, **terms: torch.Tensor) -> None:
+        """Add loss terms of this iteration to the per-report sums (device tensors, no host sync)."""
+        for name, value in terms.items():
+            self.term_sums[name] = self.term_sums.get(name, 0) + value.detach()
 
     # ------------------------------------------------------------------ evaluation, reports, checkpoints
     @torch.no_grad()
@@ -258,8 +268,10 @@ class SiDTrainer:
         return record
 
     def diagnostics(self) -> dict:
-        """Extra per-report fields (method specific); none for SiD."""
-        return {}
+        """Per-report fields: the mean per iteration of each tracked loss term since the last report."""
+        record = {k: (v / max(self.term_iterations, 1)).item() for k, v in self.term_sums.items()}
+        self.term_sums, self.term_iterations = {}, 0
+        return record
 
     def save(self) -> Path | None:
         """Write the training state (all ranks' RNG states) and a G_ema snapshot; returns the state path."""

@@ -49,8 +49,6 @@ class SIGNTrainer(SiDTrainer):
                                  progress=self.progress)
             self.pairs = Pairs(*(None if t is None else t.to(self.device) for t in pairs))
             self.n_train_pairs = max(1, int(len(pairs.y) * (1 - HELD_OUT)))
-        self.term_sums: dict[str, torch.Tensor] = {}
-        self.term_iterations = 0
 
     # ------------------------------------------------------------------ data
     def _pair_batch(self, n: int, held_out: bool = False, generator=None):
@@ -119,12 +117,10 @@ class SIGNTrainer(SiDTrainer):
 
         def student_round():
             terms, weights = self._student_terms()
-            for name, value in terms.items():
-                self.term_sums[name] = self.term_sums.get(name, 0) + share * value.detach()
+            self._track(**{f"L_{name}": share * value for name, value in terms.items()})
             return share * sum(weights[name] * value for name, value in terms.items())
 
         loss_G = self._update(self.G, self.opt_G, self.scaler_G, student_round, clip=cfg.grad_clip)
-        self.term_iterations += 1
         self._advance()
         return loss_fake, loss_G
 
@@ -151,8 +147,7 @@ class SIGNTrainer(SiDTrainer):
         trivially idempotent: ~1 at the teacher initialisation), the held-out reconstruction RMS(f(x) - x) and
         the identity check RMS(f(z) - z)."""
         cfg, f = self.cfg, self.f_ema
-        record = {f"L_{k}": (v / max(self.term_iterations, 1)).item() for k, v in self.term_sums.items()}
-        self.term_sums, self.term_iterations = {}, 0
+        record = super().diagnostics()
         gen = torch.Generator().manual_seed(3)
         shape = (n, self.teacher.img_channels, self.teacher.img_resolution, self.teacher.img_resolution)
         z = cfg.sigma_max * torch.randn(shape, generator=gen).to(self.device)

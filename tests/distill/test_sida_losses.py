@@ -1,27 +1,14 @@
 """SiDA's objectives against the official formulation (SID.md 7.2) written with plain autograd and boolean
 NaN filtering, on the same random draws."""
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 import sidkernels as sk
 from sidkernels.distill.sida_losses import bce_with_logits_mean, sida_fake_loss, sida_generator_loss
-from sidkernels.distill.teacher import mixture_network
+from tests.distill.test_sid_losses import tiny_nets
 
 N = 5
-
-
-def tiny_nets():
-    torch.manual_seed(0)
-    teacher = mixture_network(model_channels=16).requires_grad_(False)
-    fake = copy.deepcopy(teacher)
-    with torch.no_grad():
-        for p in fake.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    G = copy.deepcopy(teacher).requires_grad_(True)
-    return G, teacher.eval(), fake.eval()
 
 
 def edm_weight(sigma):

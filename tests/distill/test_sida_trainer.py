@@ -1,5 +1,7 @@
 """The SiDA trainer: warm-up and GAN schedule, value clipping, exact resume, SiD^2A start, real image data,
 clear configuration errors, the CLI."""
+import argparse
+
 import pytest
 import torch
 
@@ -7,7 +9,7 @@ from sidkernels.checkpoint import save_network
 from sidkernels.commands import distill as distill_command
 from sidkernels.distill import SiDATrainer, sida_config
 from tests.distill.test_image_data import make_dataset
-from tests.distill.test_trainer import _params
+from tests.distill.test_trainer import assert_resume_is_bitwise
 
 
 def config(tmp_path, **kw):
@@ -41,19 +43,8 @@ def test_generator_waits_for_the_warm_up_then_the_gan_term_joins(tmp_path, monke
 
 
 def test_kill_and_resume_is_bitwise_identical(tmp_path):
-    common = dict(g_warmup_kimg=0.0, gan_start_kimg=0.008)
-    whole = SiDATrainer(config(tmp_path / "a", **common), progress=False)
-    whole.run()
-    killed = SiDATrainer(config(tmp_path / "b", **common), progress=False)
-    killed.run(max_iterations=3)
-    del killed
-    resumed = SiDATrainer(config(tmp_path / "b", resume="auto", **common), progress=False)
-    resumed.run()
-    assert resumed.iteration == whole.iteration == 6
-    a, b = _params(whole), _params(resumed)
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    common = dict(g_warmup_kimg=0.0, gan_start_kimg=0.008)  # the GAN term is on after the resume point
+    assert_resume_is_bitwise(SiDATrainer, lambda path, **kw: config(path, **common, **kw), tmp_path)
 
 
 def test_sid2a_starts_the_generator_from_a_sid_model(tmp_path):
@@ -94,7 +85,7 @@ def test_conditional_preset_trains_on_labelled_image_data(tmp_path):
 
 def test_cli_runs_sida_and_refuses_other_methods_options(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(SiDATrainer, "evaluate_teacher", lambda self: None)  # 35-NFE Heun of a random teacher
-    parser = __import__("argparse").ArgumentParser()
+    parser = argparse.ArgumentParser()
     distill_command.add_arguments(parser)
     args = parser.parse_args(["--method", "sida", "--teacher", "random", "--kimg", "0.016", "--batch", "8",
                               "--tick", "0.008", "--out", str(tmp_path / "run"), "--device", "cpu", "--no-progress",

@@ -44,14 +44,15 @@ def _params(trainer):
     return out
 
 
-def test_kill_and_resume_is_bitwise_identical(tmp_path):
-    common = dict(teacher="random", kimg=0.048, batch=8, tick_kimg=0.024, snap_ticks=1)
-    whole = SiDTrainer(config(tmp_path / "a", **common), progress=False)
+def assert_resume_is_bitwise(trainer_class, make_config, tmp_path):
+    """6 iterations in one go vs 3, a kill after the checkpoint, a resume and 3 more (``make_config(dir,
+    **overrides)`` must give 6 iterations with a checkpoint every 3): networks and Adam states are equal."""
+    whole = trainer_class(make_config(tmp_path / "a"), progress=False)
     whole.run()
-    killed = SiDTrainer(config(tmp_path / "b", **common), progress=False)
+    killed = trainer_class(make_config(tmp_path / "b"), progress=False)
     killed.run(max_iterations=3)  # "killed" right after the checkpoint of iteration 3
     del killed
-    resumed = SiDTrainer(config(tmp_path / "b", resume="auto", **common), progress=False)
+    resumed = trainer_class(make_config(tmp_path / "b", resume="auto"), progress=False)
     assert resumed.iteration == 3
     resumed.run()
     assert resumed.iteration == whole.iteration == 6
@@ -59,6 +60,11 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_kill_and_resume_is_bitwise_identical(tmp_path):
+    common = dict(teacher="random", kimg=0.048, batch=8, tick_kimg=0.024, snap_ticks=1)
+    assert_resume_is_bitwise(SiDTrainer, lambda path, **kw: config(path, **common, **kw), tmp_path)
 
 
 def test_checkpoint_cut_mid_write_is_never_loaded(tmp_path, monkeypatch):
