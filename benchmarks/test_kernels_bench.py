@@ -3,7 +3,7 @@
 Run on a GPU machine::
 
     pytest benchmarks --benchmark-only                          # every op x provider x mode, bf16, named shapes
-    pytest benchmarks --benchmark-only -k "sid_loss and triton" --benchmark-autosave
+    pytest benchmarks --benchmark-only -k "sid_generator_loss and triton" --benchmark-autosave
     pytest benchmarks --benchmark-only --benchmark-compare      # against the last autosaved run
 
 Same cases and byte model as ``sidkernels bench --suite kernels`` (:mod:`sidkernels.bench.kernels`), timed
@@ -19,7 +19,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sidkernels.bench import byte_model, kernels
+from sidkernels.bench import kernels
+from sidkernels.ops import OPS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="GPU-only benchmark hooks; the CPU smoke test is `sidkernels bench --quick`")
@@ -32,7 +33,7 @@ COMPILE_MODE = "max-autotune-no-cudagraphs"
 @pytest.mark.parametrize("shape_name", NAMED_SHAPES)
 @pytest.mark.parametrize("mode", kernels.MODES)
 @pytest.mark.parametrize("provider", kernels.PROVIDERS)
-@pytest.mark.parametrize("op", kernels.OPS)
+@pytest.mark.parametrize("op", list(OPS))
 def test_kernel(benchmark, op, provider, mode, shape_name, dtype):
     device = torch.device("cuda")
     reason = kernels.provider_unavailable(provider, device)
@@ -40,8 +41,8 @@ def test_kernel(benchmark, op, provider, mode, shape_name, dtype):
         pytest.skip(reason)
     torch.manual_seed(0)
     shape, torch_dtype = kernels.SHAPES[shape_name][0], kernels.DTYPES[dtype]
-    spec = kernels.OP_BENCH[op]
-    inputs = spec.make_inputs(shape, torch_dtype, device)
+    spec = OPS[op]
+    inputs = spec.example(shape, torch_dtype, device)
     leaves = [t for t in inputs if t.requires_grad]
     fn = kernels.mode_fn(kernels.forward_fn(spec, provider, inputs, COMPILE_MODE), mode)
     fn()  # compile / autotune / first allocation outside the timing
@@ -55,7 +56,7 @@ def test_kernel(benchmark, op, provider, mode, shape_name, dtype):
         fn()
         torch.cuda.synchronize()
 
-    nbytes = byte_model.logical_bytes(op, mode, shape, torch_dtype)
+    nbytes = spec.traffic(mode, shape, torch_dtype).nbytes
     benchmark.group = f"{op}/{mode}/{shape_name}/{dtype}"
     benchmark.extra_info.update(op=op, provider=provider, mode=mode, shape="x".join(map(str, shape)), dtype=dtype,
                                 logical_bytes=nbytes)

@@ -2,16 +2,24 @@
 
 Every check raises ``TypeError`` (wrong kind or dtype) or ``ValueError`` (wrong shape, value or device)
 with the argument's name and what was expected.  Metadata checks are free; value checks (``sigma > 0``)
-need the data, so they run only in eager mode (never while ``torch.compile`` traces) and can be switched
-off with :func:`set_value_checks` to avoid the host sync on CUDA.
+need the data (a host synchronisation on CUDA), so they run only in eager mode (never while
+``torch.compile`` traces), and can be switched off: globally with :func:`set_value_checks`, or for a block of
+code in this thread/task with :func:`value_checks` (the trainers do so: their sigmas are positive by
+construction).
 """
 from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Iterator
 
 import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 _value_checks = True
+_value_checks_here: contextvars.ContextVar[bool | None] = contextvars.ContextVar("sidkernels_value_checks",
+                                                                                 default=None)
 
 
 def set_value_checks(enabled: bool) -> None:
@@ -20,8 +28,21 @@ def set_value_checks(enabled: bool) -> None:
     _value_checks = bool(enabled)
 
 
+@contextlib.contextmanager
+def value_checks(enabled: bool) -> Iterator[None]:
+    """Context manager: the eager data checks on or off inside (this thread/task only)."""
+    token = _value_checks_here.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _value_checks_here.reset(token)
+
+
 def value_checks_enabled() -> bool:
-    return _value_checks and not torch.compiler.is_compiling()
+    if torch.compiler.is_compiling():
+        return False
+    here = _value_checks_here.get()
+    return _value_checks if here is None else here
 
 
 def float_tensor(name: str, t) -> torch.Tensor:

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import torch
 
-# normalised max error allowed: max|actual - expected| <= TOL * max|expected| (+ tiny)
-TOL = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+from sidkernels.ops._registry import TOLERANCE as TOL  # max|actual - expected| <= TOL * max|expected| (+ tiny)
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 

@@ -1,7 +1,7 @@
 """Kernel suite: every public op x provider x mode x shape x dtype.
 
 Providers
-    ``eager``    the plain PyTorch reference of :mod:`sidkernels.ref` (what the tests check against);
+    ``eager``    the plain PyTorch reference of the op (``Op.eager``: what the tests check against);
                  ``add_noise`` draws its eps with ``torch.randn_like`` first, as ``backend="torch"`` does.
     ``compile``  ``torch.compile`` of that same reference function (Inductor fuses it, RNG included), fresh
                  per case (``torch._dynamo.reset()``, ``dynamic=False``); mode ``max-autotune-no-cudagraphs``
@@ -9,6 +9,10 @@ Providers
     ``triton``   the public op with ``backend="triton"`` (CUDA only: interpreter timings are not performance).
     ``cuda``     the public op with ``backend="cuda"`` (skipped, with :func:`sidkernels.cuda_ext.unavailable_reason`,
                  when the extension cannot be loaded).
+    The fused providers run with the value checks off (``sigma > 0`` would cost a host sync per call that
+    the references do not pay), so all four time the same work.  On a GPU each fused case is also timed as
+    a replayed CUDA graph (``time_graphed_us``): the difference to ``time_us`` is the op's host overhead
+    (validation, dispatch, launches), reported apart from its device time.
 
 Modes, with inputs that require grad as in training
     ``forward``  the op's forward (it records what its backward needs);
@@ -31,104 +35,22 @@ from typing import Callable
 
 import torch
 
-import sidkernels
+from sidkernels import cuda_ext
+from sidkernels._checks import value_checks
 from sidkernels.bench import byte_model
 from sidkernels.bench.results import ResultsCSV, shape_str
-from sidkernels.bench.timing import Quantiles, peak_memory_mib, synchronize, time_call
-from sidkernels.ref import (fake_score_loss_ref, precond_in_ref, precond_out_ref, sample_distance_ref,
-                            sid_generator_loss_ref)
-from sidkernels.ref.noise import add_noise_ref
+from sidkernels.bench.timing import Quantiles, peak_memory_mib, synchronize, time_call, time_graphed
+from sidkernels.ops import OPS, Op
 
 PROVIDERS = ("eager", "compile", "triton", "cuda")
 MODES = byte_model.MODES
-OPS = byte_model.OPS
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
 
-# Named shapes of the issue: CIFAR-10, 64x64 images, SD-style latents; the sweep keeps 3x64x64 samples and
-# grows the batch from 0.2M to 201M elements per tensor (well past the L2 cache) for the bandwidth curve.
+# Named shapes: CIFAR-10, 64x64 images, SD-style latents; the sweep keeps 3x64x64 samples and grows the batch
+# from 0.2M to 201M elements per tensor (well past the L2 cache) for the bandwidth curve.
 SHAPES = {"cifar": [(256, 3, 32, 32)], "64px": [(128, 3, 64, 64)], "latent": [(32, 4, 128, 128)],
           "sweep": [(n, 3, 64, 64) for n in (16, 64, 256, 1024, 4096, 16384)]}
 QUICK_SHAPES = {"tiny": [(4, 3, 8, 8)]}
-ALPHA = 1.2
-DISTANCE = "l2"  # SIGN's default for every distance term
-
-
-# ------------------------------------------------------------------ the ops: inputs, reference, fused call
-def _sigma(n: int, device) -> torch.Tensor:
-    return (torch.randn(n, device=device) * 1.2 - 1.2).exp()
-
-
-def _big(shape, dtype, device, grad: bool) -> torch.Tensor:
-    return torch.randn(shape, device=device, dtype=dtype).requires_grad_(grad)
-
-
-def noise_ref(x, sigma):
-    eps = torch.randn_like(x, dtype=torch.float32)
-    return add_noise_ref(x, sigma, eps, net_dtype=x.dtype)
-
-
-def precond_in_eager(x, sigma):
-    return precond_in_ref(x, sigma, "edm", 0.5, x.dtype)
-
-
-def precond_out_eager(x, F, sigma):
-    return (precond_out_ref(x, F, sigma, "edm", 0.5),)
-
-
-def sid_loss_eager(a, b, x):
-    return (sid_generator_loss_ref(a, b, x, ALPHA).sum(),)
-
-
-def fake_loss_eager(D, y, sigma):
-    return (fake_score_loss_ref(D, y, sigma).sum(),)
-
-
-def distance_eager(a, b):
-    return (sample_distance_ref(a, b, DISTANCE).sum(),)
-
-
-@dataclasses.dataclass(frozen=True)
-class OpBench:
-    """One op: its inputs (tensors requiring grad as in the trainer), reference and public fused call."""
-    name: str
-    make_inputs: Callable[[tuple, torch.dtype, torch.device], tuple]
-    reference: Callable[..., tuple]
-    fused: Callable[[str, tuple], tuple]
-
-
-OP_BENCH = {
-    "add_noise": OpBench(
-        "add_noise",
-        lambda s, dt, dev: (_big(s, dt, dev, True), _sigma(s[0], dev)),
-        noise_ref,
-        lambda backend, t: sidkernels.add_noise(t[0], t[1], return_net_input=True, net_dtype=t[0].dtype,
-                                                backend=backend)),
-    "precond_in": OpBench(
-        "precond_in",
-        lambda s, dt, dev: (_big(s, dt, dev, True), _sigma(s[0], dev)),
-        precond_in_eager,
-        lambda backend, t: sidkernels.edm_precond_in(t[0], t[1], backend=backend)),
-    "precond_out": OpBench(
-        "precond_out",
-        lambda s, dt, dev: (_big(s, dt, dev, True), _big(s, dt, dev, True), _sigma(s[0], dev)),
-        precond_out_eager,
-        lambda backend, t: (sidkernels.edm_precond_out(t[0], t[1], t[2], backend=backend),)),
-    "sid_loss": OpBench(
-        "sid_loss",
-        lambda s, dt, dev: tuple(_big(s, dt, dev, True) for _ in range(3)),
-        sid_loss_eager,
-        lambda backend, t: (sidkernels.sid_generator_loss(*t, alpha=ALPHA, reduction="sum", backend=backend),)),
-    "fake_score_loss": OpBench(
-        "fake_score_loss",
-        lambda s, dt, dev: (_big(s, dt, dev, True), _big(s, dt, dev, False), _sigma(s[0], dev)),
-        fake_loss_eager,
-        lambda backend, t: (sidkernels.fake_score_loss(*t, reduction="sum", backend=backend),)),
-    "distance": OpBench(
-        "distance",
-        lambda s, dt, dev: (_big(s, dt, dev, True), _big(s, dt, dev, False)),
-        distance_eager,
-        lambda backend, t: (sidkernels.sample_distance(*t, DISTANCE, reduction="sum", backend=backend),)),
-}
 
 
 # ------------------------------------------------------------------ providers and modes
@@ -138,21 +60,23 @@ def provider_unavailable(provider: str, device: torch.device) -> str | None:
         return (f"{provider} needs a CUDA GPU; on the CPU Triton only runs under its interpreter, whose "
                 f"timings say nothing about performance")
     if provider == "cuda":
-        from sidkernels import cuda_ext
         return cuda_ext.unavailable_reason()
     return None
 
 
-def forward_fn(op: OpBench, provider: str, inputs: tuple, compile_mode: str | None) -> Callable[[], tuple]:
+def forward_fn(op: Op, provider: str, inputs: tuple, compile_mode: str | None) -> Callable[[], tuple]:
     """A zero-argument callable running ``op``'s forward with ``provider``; returns its outputs."""
     if provider == "eager":
-        return lambda: op.reference(*inputs)
+        return lambda: op.eager(*inputs)
     if provider == "compile":
         torch._dynamo.reset()  # fresh specialisation per case: no recompile limit, no dynamic shapes
-        compiled = torch.compile(op.reference, mode=compile_mode, dynamic=False)
+        compiled = torch.compile(op.eager, mode=compile_mode, dynamic=False)
         return lambda: compiled(*inputs)
     if provider in ("triton", "cuda"):
-        return lambda: op.fused(provider, inputs)
+        def fused():
+            with value_checks(False):
+                return op.call(inputs, provider)
+        return fused
     raise ValueError(f"unknown provider {provider!r}; choose from {PROVIDERS}")
 
 
@@ -179,7 +103,7 @@ class KernelSuite:
     """Runs the kernel suite into a :class:`ResultsCSV`; ``errors`` collects unexpected provider failures."""
     out: ResultsCSV
     device: torch.device
-    ops: tuple = OPS
+    ops: tuple = tuple(OPS)
     providers: tuple = PROVIDERS
     modes: tuple = MODES
     shapes: dict = dataclasses.field(default_factory=lambda: dict(SHAPES))
@@ -234,8 +158,8 @@ class KernelSuite:
         todo = [(base, self._todo(base)) for base in bases]
         if not any(modes for _, modes in todo):
             return
-        op, dtype = OP_BENCH[op_name], DTYPES[dtype_name]
-        inputs = op.make_inputs(shape, dtype, self.device)
+        op, dtype = OPS[op_name], DTYPES[dtype_name]
+        inputs = op.example(shape, dtype, self.device)
         leaves = [t for t in inputs if t.requires_grad]
         for base, modes in todo:
             if not modes:
@@ -252,7 +176,7 @@ class KernelSuite:
                     self.out.skip(**base, mode=mode, reason=reason)
                     continue
                 try:
-                    self._measure(base, mode, forward, leaves, shape, dtype)
+                    self._measure(op, base, mode, forward, leaves, shape, dtype)
                 except Exception as e:  # noqa: BLE001
                     self.out.skip(**base, mode=mode, reason=self._failure(dict(base, mode=mode), e))
             for t in leaves:
@@ -268,14 +192,14 @@ class KernelSuite:
         self.log(f"  FAILED {case}: {reason}")
         return reason
 
-    def _measure(self, base: dict, mode: str, forward, leaves, shape, dtype) -> None:
+    def _measure(self, op: Op, base: dict, mode: str, forward, leaves, shape, dtype) -> None:
         fn = mode_fn(forward, mode)
         fn()  # warm-up: compilation, autotuning, first allocations
         synchronize(self.device)
         for t in leaves:
             t.grad = None
         t = self.time(fn, grad_to_none=leaves)
-        nbytes = byte_model.logical_bytes(base["op"], mode, shape, dtype)
+        nbytes = op.traffic(mode, shape, dtype).nbytes
         copy = self.copy_time(nbytes)
         case = dict(base, mode=mode)
         extra = {"compile_mode": self.compile_mode} if base["provider"] == "compile" else {}
@@ -283,6 +207,12 @@ class KernelSuite:
         self.out.add(**case, metric="bytes", value=nbytes)
         self.out.add(**case, metric="gbps", value=t.inverse(nbytes * 1e-3))  # B / us = 1e-3 GB/s
         self.out.add(**case, metric="pct_copy", value=t.inverse(copy.p50 * 100))
+        if base["provider"] in ("triton", "cuda") and self.device.type == "cuda":
+            try:
+                graphed, note = time_graphed(fn, rep_ms=self.rep_ms, grad_to_none=leaves), {}
+            except Exception as e:  # noqa: BLE001 - a capture failure is a finding, not a failed case
+                graphed, note = None, {"reason": f"CUDA graph capture failed: {type(e).__name__}: {e}"[:300]}
+            self.out.add(**case, metric="time_graphed_us", value=graphed, extra=note)
         peak = peak_memory_mib(fn, self.device, grad_to_none=leaves)
         if peak is not None:
             self.out.add(**case, metric="peak_mem_mib", value=peak)

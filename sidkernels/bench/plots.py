@@ -19,10 +19,11 @@ from pathlib import Path
 
 from sidkernels.bench.env import is_smoke
 from sidkernels.bench.results import read_rows, value
+from sidkernels.ops import OPS
 
 PROVIDER_ORDER = ("eager", "compile", "triton", "cuda")
 MODE_ORDER = ("forward", "backward", "full")
-OP_ORDER = ("add_noise", "precond_in", "precond_out", "sid_loss", "fake_score_loss", "distance")
+OP_ORDER = tuple(OPS)
 SHAPE_ORDER = ("cifar", "64px", "latent", "tiny")
 COLORS = {"eager": "#7f7f7f", "compile": "#1f77b4", "triton": "#d62728", "cuda": "#2ca02c", "copy": "#000000"}
 

@@ -4,7 +4,7 @@ triton, commit and time stamp).
 Columns (:data:`COLUMNS`)::
 
     suite       kernels | network | e2e
-    op          kernels: add_noise, precond_in, precond_out, sid_loss, fake_score_loss, distance, copy (the baseline);
+    op          kernels: an op of sidkernels.ops.OPS, or copy (the baseline);
                 network / e2e: the preset name; e2e also: matmul (the measured bf16 peak)
     provider    kernels: eager | compile | triton | cuda (copy rows: torch);  network / e2e: the row name
     mode        forward | backward | full (forward + backward) | d2d (copy) | step (e2e iteration)
@@ -39,7 +39,7 @@ KEY = ("suite", "op", "provider", "mode", "shape_name", "shape", "dtype", "metri
 CASE = ("suite", "op", "provider", "mode", "shape_name", "shape", "dtype", "gpu")
 
 METRICS = {
-    "time_us": "us", "time_ms": "ms", "bytes": "B", "gbps": "GB/s", "pct_copy": "%", "peak_mem_mib": "MiB",
+    "time_us": "us", "time_graphed_us": "us", "time_ms": "ms", "bytes": "B", "gbps": "GB/s", "pct_copy": "%", "peak_mem_mib": "MiB",
     "images_per_s": "images/s", "model_tflop": "TFLOP", "tflops": "TFLOP/s", "mfu_pct": "%",
     "skipped": "reason",
 }

@@ -167,7 +167,7 @@ def run(args) -> int:
             print(f"sidkernels bench --report: {e}", file=sys.stderr)
             return 2
         print(f"rewrote the results block of {readme} from {csv}")
-        from sidkernels.bench.backend_rule import write_rule
+        from sidkernels.bench.auto_rule import write_rule
         rule_path = readme.parent / "sidkernels" / "auto_backend.json"
         if not rule_path.parent.is_dir():
             print(f"no sidkernels/ package beside {readme}: the backend='auto' rule was not written")

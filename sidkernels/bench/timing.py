@@ -67,6 +67,16 @@ def time_cuda(fn: Callable[[], object], *, warmup_ms: float = 25, rep_ms: float 
     return Quantiles(*(m * 1e3 for m in ms))
 
 
+def time_graphed(fn: Callable[[], object], *, rep_ms: float = 100,
+                 grad_to_none: list[torch.Tensor] | None = None) -> Quantiles:
+    """Per-call time of ``fn`` captured once in a CUDA graph and replayed (``triton.testing.do_bench_cudagraph``),
+    in microseconds: the device time without the host's validation, dispatch and launch overhead."""
+    import triton.testing
+
+    ms = triton.testing.do_bench_cudagraph(fn, rep=rep_ms, grad_to_none=grad_to_none, quantiles=list(QUANTILES))
+    return Quantiles(*(m * 1e3 for m in ms))
+
+
 def time_cpu(fn: Callable[[], object], *, min_run_time: float = 0.02,
              grad_to_none: list[torch.Tensor] | None = None) -> Quantiles:
     """Per-call CPU time of ``fn`` in microseconds, smoke-test quality (see the module docstring)."""

@@ -9,6 +9,7 @@ Full suites need a CUDA GPU and write ``results.csv``, ``devices.json`` and PNG 
 from __future__ import annotations
 
 from sidkernels.bench.e2e import LEVERS, ROW_SETS
+from sidkernels.ops import OPS
 
 
 def add_arguments(p) -> None:
@@ -28,8 +29,7 @@ def add_arguments(p) -> None:
     k.add_argument("--budget-s", type=float, default=None,
                    help="start no new case after this many seconds; the run then exits with status 3 "
                         "and --resume continues it")
-    k.add_argument("--ops", help="add_noise, precond_in, precond_out, sid_loss, fake_score_loss, distance "
-                                 "(default: all)")
+    k.add_argument("--ops", help=f"comma-separated ops of {', '.join(OPS)} (default: all)")
     k.add_argument("--providers", help="eager, compile, triton, cuda (default: all; unavailable ones are skipped)")
     k.add_argument("--modes", help="forward, backward, full (default: all)")
     k.add_argument("--shapes", help="shape sets: cifar, 64px, latent, sweep (default: all; --quick: tiny)")

@@ -11,9 +11,6 @@ import os
 import subprocess
 import sys
 
-def _tolerance(torch):
-    return {torch.float32: 2e-5, torch.bfloat16: 1.6e-2, torch.float16: 2e-3}
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("--batch", type=int, default=None, help="samples per check (default: 64 on GPU, 4 on CPU)")
@@ -21,57 +18,30 @@ def add_arguments(parser) -> None:
                         help="per-sample shape (default: 3 32 32 on GPU, 3 16 16 on CPU)")
 
 
-def _cases(sk, torch):
-    """(op name, fn(inputs..., backend) -> output, input factory(shape, dtype, device))."""
-    def noisy(shape, dtype, device):
-        return [torch.randn(shape, device=device).to(dtype)]
-
-    def sigma_for(t):
-        return sk.sample_sigma_sid(t.shape[0], device=t.device, generator=None)
-
-    seed = 1234
-    return [
-        ("add_noise", lambda x, sigma, be: sk.add_noise(x, sigma, seed=seed, return_net_input=True,
-                                                         net_dtype=torch.bfloat16, return_eps=True, backend=be),
-         noisy),
-        ("edm_precond_in", lambda x, sigma, be: sk.edm_precond_in(x, sigma, dtype=torch.bfloat16, backend=be)[0],
-         noisy),
-        ("edm_precond_out", lambda x, F, sigma, be: sk.edm_precond_out(x, F, sigma, backend=be),
-         lambda s, d, dev: [torch.randn(s, device=dev), torch.randn(s, device=dev).to(d)]),
-        ("sid_generator_loss", lambda a, b, x, sigma, be: sk.sid_generator_loss(a, b, x, reduction="none",
-                                                                                backend=be),
-         lambda s, d, dev: [torch.randn(s, device=dev).to(d) for _ in range(3)]),
-        ("fake_score_loss", lambda D, y, sigma, be: sk.fake_score_loss(D, y, sigma, reduction="none", backend=be),
-         lambda s, d, dev: [torch.randn(s, device=dev), torch.randn(s, device=dev).to(d)]),
-        *((f"distance_{kind}", lambda a, b, sigma, be, kind=kind: sk.sample_distance(a, b, kind, backend=be),
-           lambda s, d, dev: [torch.randn(s, device=dev).to(d), torch.randn(s, device=dev)])
-          for kind in ("l2", "l1", "pseudo_huber")),
-    ], sigma_for
+def _leaves(inputs):
+    return [t for t in inputs if t.requires_grad]
 
 
-def _norm_err(out, ref):
-    """(normalised max error, the dtype whose tolerance applies)."""
-    scale = ref.double().abs().max().item()
-    return (out.double() - ref.double()).abs().max().item() / max(scale, 1e-30), out.dtype
+def compare_with_fp64(op, inputs, backend):
+    """``[(label, actual, expected)]``: the op's outputs and input gradients on ``backend`` against the reference
+    (``backend="torch"``) run on fp64 copies of the same inputs, with the same upstream gradients."""
+    import torch
+
+    ours = [t.detach().clone().requires_grad_(t.requires_grad) for t in inputs]
+    ref = [t.detach().double().requires_grad_(t.requires_grad) if t.is_floating_point() else t for t in inputs]
+    out, expected = op.call(ours, backend), op.call(ref, "torch")
+    pairs = [(o, e) for o, e in zip(out, expected) if o.requires_grad]
+    grads_out = [torch.randn_like(e) for _, e in pairs]
+    grads = torch.autograd.grad([o for o, _ in pairs], _leaves(ours), [g.to(o.dtype) for (o, _), g in
+                                                                       zip(pairs, grads_out)])
+    ref_grads = torch.autograd.grad([e for _, e in pairs], _leaves(ref), grads_out)
+    checks = [(f"out{i}", o, e.to(o.dtype)) for i, (o, e) in enumerate(zip(out, expected)) if o.is_floating_point()]
+    return checks + [(f"grad{i}", g, r.to(g.dtype)) for i, (g, r) in enumerate(zip(grads, ref_grads))]
 
 
-def _check(torch, sk, fn, inputs, sigma, backend):
-    leaves = [t.clone().requires_grad_(True) for t in inputs]
-    out = fn(*leaves, sigma, backend)
-    if isinstance(out, tuple):  # add_noise: compare x_t and the network input given the drawn eps
-        xt, net, eps = out
-        ref_xt, ref_net = sk.ref.add_noise_ref(inputs[0].double(), sigma.double(), eps.double())
-        errs = [_norm_err(xt, ref_xt.to(xt.dtype)), _norm_err(net, ref_net.to(net.dtype))]
-        grads_out = [torch.randn_like(xt), torch.randn_like(net)]
-        (gx,) = torch.autograd.grad([xt, net], leaves, grads_out)
-        c_in = (sigma.double() ** 2 + 0.25).rsqrt().view(-1, *[1] * (xt.dim() - 1))
-        return errs + [_norm_err(gx, (grads_out[0].double() + c_in * grads_out[1].double()).to(gx.dtype))]
-    ref_leaves = [t.double().requires_grad_(True) for t in inputs]
-    ref = fn(*ref_leaves, sigma.double(), "torch")
-    g_out = torch.randn_like(ref)
-    grads = torch.autograd.grad(out, leaves, g_out.to(out.dtype))
-    ref_grads = torch.autograd.grad(ref, ref_leaves, g_out)
-    return [_norm_err(out, ref.to(out.dtype))] + [_norm_err(g, r.to(g.dtype)) for g, r in zip(grads, ref_grads)]
+def _norm_err(actual, expected) -> float:
+    scale = expected.double().abs().max().item()
+    return (actual.double() - expected.double()).abs().max().item() / max(scale, 1e-30)
 
 
 def run(args) -> int:
@@ -84,37 +54,38 @@ def run(args) -> int:
     import triton
 
     import sidkernels as sk
+    from sidkernels import cuda_ext
+    from sidkernels.ops import OPS
+
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     batch = args.batch or (64 if device.type == "cuda" else 4)
     shape = (batch, *(args.shape or ((3, 32, 32) if device.type == "cuda" else (3, 16, 16))))
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU (Triton interpreter)"
     print(f"sidkernels {sk.__version__} selfcheck | {name} | torch {torch.__version__} | triton "
           f"{triton.__version__} | shape {list(shape)}")
-    print("errors: max |out - ref| / max |ref| against an fp64 reference (output, then each input gradient); "
-          "tolerance by the compared tensor's dtype: fp32 2e-5, bf16 1.6e-2")
-    header = f"{'op':<22} {'backend':<8} {'inputs':<9}  errors"
+    print("errors: max |out - ref| / max |ref| against an fp64 reference (outputs, then each input gradient); "
+          "tolerance by the compared tensor's dtype")
+    header = f"{'op':<24} {'backend':<8} {'inputs':<9}  errors"
     print(header + "\n" + "-" * (len(header) + 40))
-    cases, sigma_for = _cases(sk, torch)
-    tolerance = _tolerance(torch)
     failures = 0
     torch.manual_seed(0)
     backends = ["torch", "triton"]
     if device.type == "cuda":
-        from sidkernels import cuda_ext
         reason = cuda_ext.unavailable_reason()
         if reason is None:
             cuda_ext.require()  # builds the extension just in time if needed
             backends.append("cuda")
         else:
             print(f"cuda backend skipped: {reason}")
-    for op, fn, make in cases:
+    for op in OPS.values():
         for backend in backends:
             for dtype in (torch.float32, torch.bfloat16):
-                inputs = make(shape, dtype, device)
-                errs = _check(torch, sk, fn, inputs, sigma_for(inputs[0]), backend)
-                ok = all(err <= tolerance[dt] for err, dt in errs)
+                inputs = op.example(shape, dtype, device)
+                checks = op.check(inputs, backend) if op.check else compare_with_fp64(op, inputs, backend)
+                errs = [(_norm_err(actual, expected), actual.dtype) for _, actual, expected in checks]
+                ok = all(err <= op.tolerance[dt] for err, dt in errs)
                 failures += not ok
-                print(f"{op:<22} {backend:<8} {str(dtype)[6:]:<9}  "
+                print(f"{op.name:<24} {backend:<8} {str(dtype)[6:]:<9}  "
                       + "  ".join(f"{err:.1e}" for err, _ in errs) + ("" if ok else "   FAIL"))
     print(f"{'all checks passed' if not failures else f'{failures} checks FAILED'}")
     return 1 if failures else 0

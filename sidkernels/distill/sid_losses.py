@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from sidkernels.distill.augment import augment
-from sidkernels.functional import add_noise, fake_score_loss, sid_generator_loss
+from sidkernels import add_noise, fake_score_loss, sid_generator_loss
 from sidkernels.sigma import sample_sigma_lognormal, sample_sigma_sid
 
 

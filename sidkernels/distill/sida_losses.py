@@ -27,8 +27,9 @@ import torch.nn.functional as F
 
 from sidkernels.distill.augment import augment
 from sidkernels.distill.sid_losses import generate
-from sidkernels.functional import add_noise, fake_score_loss, sid_generator_loss
-from sidkernels.ref.losses import edm_loss_weight, nan_free_rows
+from sidkernels import add_noise, fake_score_loss, sid_generator_loss
+from sidkernels.ops._nan import nan_free_rows
+from sidkernels.ops.fake_score_loss.reference import edm_loss_weight
 from sidkernels.sigma import sample_sigma_lognormal, sample_sigma_sid
 
 GAN_LOGIT_CLAMP = 10.0  # the generator's BCE sees logits clamped to [-10, 10]

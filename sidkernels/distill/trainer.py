@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from sidkernels import _backend
+from sidkernels._backend import use_backend
 from sidkernels.checkpoint import load_checkpoint, save_network
 from sidkernels.distill import dist, state
 from sidkernels.distill.augment import AUGMENT_DIM, augment_dim
@@ -147,7 +147,7 @@ class SiDTrainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _backend(self):
-        return contextlib.nullcontext() if self.cfg.fused else _backend.use_backend("torch")
+        return contextlib.nullcontext() if self.cfg.fused else use_backend("torch")
 
     def _memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.cfg.channels_last else torch.contiguous_format

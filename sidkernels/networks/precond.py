@@ -23,13 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from sidkernels.functional import edm_precond_in, edm_precond_out
 from sidkernels.networks.dhariwal_unet import DhariwalUNet
-from sidkernels.networks.discriminator import check_output
+from sidkernels.networks.discriminator import OUTPUTS
 from sidkernels.networks.song_unet import SongUNet
-from sidkernels.ref.precond import VP_BETA_D, VP_BETA_MIN, VP_M, coefficients
+from sidkernels._abi import SIGMA_DATA, VP_BETA_D, VP_BETA_MIN, VP_M
+from sidkernels.ops._precond import coefficients, vp_sigma_inv
+from sidkernels.ops.edm_precond_in import edm_precond_in
+from sidkernels.ops.edm_precond_out import edm_precond_out
 
 MODEL_TYPES = {"SongUNet": SongUNet, "DhariwalUNet": DhariwalUNet}
+WRAPPER_OUTPUTS = ("decoder", "raw", *(o for o in OUTPUTS if o != "decoder"))
 
 
 def vp_sigma(t: float, beta_d: float = VP_BETA_D, beta_min: float = VP_BETA_MIN) -> float:
@@ -37,11 +40,6 @@ def vp_sigma(t: float, beta_d: float = VP_BETA_D, beta_min: float = VP_BETA_MIN)
     official wrapper does (so ``sigma(1e-5)`` is 9.77e-4, where exact arithmetic gives 1.0005e-3)."""
     t = torch.tensor(t, dtype=torch.float32, device="cpu")
     return float(((0.5 * beta_d * t * t + beta_min * t).exp() - 1).sqrt())
-
-
-def vp_sigma_inv(sigma: torch.Tensor, beta_d: float = VP_BETA_D, beta_min: float = VP_BETA_MIN) -> torch.Tensor:
-    """Inverse of :func:`vp_sigma`: ``t = (sqrt(beta_min^2 + 2 beta_d ln(1 + sigma^2)) - beta_min) / beta_d``."""
-    return ((beta_min ** 2 + 2 * beta_d * torch.log1p(sigma * sigma)).sqrt() - beta_min) / beta_d
 
 
 def build_model(model_type: str, **kwargs) -> nn.Module:
@@ -64,7 +62,7 @@ class Preconditioner(nn.Module):
         self.img_channels = img_channels
         self.label_dim = label_dim
         self.use_fp16 = use_fp16
-        self.sigma_data = 0.5
+        self.sigma_data = SIGMA_DATA
 
     def noise_labels(self, sigma: torch.Tensor) -> torch.Tensor:
         """``c_noise`` ([N], fp32) for per-sample ``sigma`` ([N], fp32)."""
@@ -77,9 +75,11 @@ class Preconditioner(nn.Module):
     def forward(self, x: torch.Tensor, sigma, class_labels: torch.Tensor | None = None,
                 augment_labels: torch.Tensor | None = None, *, net_input: torch.Tensor | None = None,
                 force_fp32: bool = False, output: str = "decoder", **model_kwargs):
-        """Denoised ``D(x, sigma)`` in fp32, shape of ``x``; with ``output="encoder"`` SiDA's discriminator
-        logits ``[N, 1, r, r]`` in fp32 instead (the decoder is skipped), with ``"both"`` ``(D, logits)``
-        (:mod:`sidkernels.networks.discriminator`).
+        """Denoised ``D(x, sigma)`` in fp32, shape of ``x``; with ``output="raw"`` the model's output F instead,
+        in the dtype it ran in (``D = c_skip x + c_out F`` is left to the caller, e.g. the fused
+        :func:`sidkernels.sid_generator_loss_raw` with ``precond=self.precond, sigma_data=self.sigma_data``);
+        with ``output="encoder"`` SiDA's discriminator logits ``[N, 1, r, r]`` in fp32 (the decoder is skipped),
+        with ``"both"`` ``(D, logits)`` (:mod:`sidkernels.networks.discriminator`).
 
         Args:
             x: noisy images ``[N, img_channels, R, R]`` (any float dtype; used in fp32).
@@ -90,9 +90,10 @@ class Preconditioner(nn.Module):
             net_input: optional precomputed ``c_in(sigma) * x`` (e.g. from ``sidkernels.add_noise(...,
                 return_net_input=True, precond=self.precond)``); skips the input-scaling pass.
             force_fp32: run the model in fp32 even when ``use_fp16`` is set.
-            output: ``"decoder"``, ``"encoder"`` or ``"both"``.
+            output: ``"decoder"``, ``"raw"``, ``"encoder"`` or ``"both"``.
         """
-        check_output(output)
+        if output not in WRAPPER_OUTPUTS:
+            raise ValueError(f"output must be one of {WRAPPER_OUTPUTS}, got {output!r}")
         r = self.img_resolution
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1:] != (self.img_channels, r, r):
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -115,11 +116,13 @@ class Preconditioner(nn.Module):
             if not torch.is_autocast_enabled(x.device.type):  # under autocast the layers cast as they need
                 net_input = net_input.to(dtype)
             c_noise = self.noise_labels(sigma.expand(n))
-        if output != "decoder":  # models without a discriminator head keep working for the plain denoiser
+        if output in ("encoder", "both"):  # models without a discriminator head keep working for the denoiser
             model_kwargs["output"] = output
         F_x = self.model(net_input, c_noise, class_labels=labels, augment_labels=augment_labels, **model_kwargs)
         if output == "encoder":
             return F_x.float()
+        if output == "raw":
+            return self._model_output(F_x)
         F_x, logits = F_x if output == "both" else (F_x, None)
         D = edm_precond_out(x, self._model_output(F_x), sigma, sigma_data=self.sigma_data, precond=self.precond)
         return D if logits is None else (D, logits.float())
@@ -154,7 +157,7 @@ class EDMPrecond(Preconditioner):
     precond = "edm"
 
     def __init__(self, img_resolution: int, img_channels: int, label_dim: int = 0, use_fp16: bool = False,
-                 sigma_min: float = 0.0, sigma_max: float = float("inf"), sigma_data: float = 0.5,
+                 sigma_min: float = 0.0, sigma_max: float = float("inf"), sigma_data: float = SIGMA_DATA,
                  model_type: str = "DhariwalUNet", **model_kwargs):
         super().__init__(img_resolution, img_channels, label_dim, use_fp16)
         self.sigma_min = sigma_min

@@ -1,21 +1,22 @@
-"""Kernel ops in the ``sidkernels::`` namespace: one schema, exact fake and autograd per op, one variant
-per backend (``NAME_triton`` here; ``NAME_cuda`` from the CUDA extension).  Look them up with
-:func:`kernel_op`."""
-from sidkernels.ops import distance, losses, noise, precond
-from sidkernels.ops._layout import sample_major
-from sidkernels.ops._registry import OpSpec, kernel_op, register, registered_backends
+"""The fused ops and their registry.
 
-SPECS = {
-    "add_noise": noise.SPEC,
-    "precond_in": precond.IN_SPEC,
-    "precond_in_bwd": precond.IN_BWD_SPEC,
-    "precond_out": precond.OUT_SPEC,
-    "precond_out_bwd": precond.OUT_BWD_SPEC,
-    "sid_loss": losses.SID_SPEC,
-    "fake_score_loss": losses.FAKE_SPEC,
-    "rowscale": losses.ROWSCALE_SPEC,
-    "distance": distance.SPEC,
-    "distance_bwd": distance.BWD_SPEC,
-}
+Each op is one module (``sidkernels/ops/NAME/``: the public function, its kernel ops, its descriptor; its
+``reference.py`` and ``triton.py``) with a CUDA twin (``csrc/NAME.cu`` + ``csrc/bindings/NAME.cpp``).  :data:`OPS` below is
+the one list of them: the public API, the benchmarks, the self-check, the backend rule and every test over
+all ops are derived from it (docs/adding-an-op.md).
+"""
+from sidkernels.ops import (add_noise, edm_precond_in, edm_precond_out, fake_score_loss, sample_distance,
+                            sid_generator_loss, sid_generator_loss_raw)
+from sidkernels.ops._registry import KernelOp, Op, kernel_ops
 
-__all__ = ["OpSpec", "SPECS", "kernel_op", "register", "registered_backends", "sample_major"]
+OPS: dict[str, Op] = {op.name: op for op in (
+    add_noise.OP,
+    edm_precond_in.OP,
+    edm_precond_out.OP,
+    sid_generator_loss.OP,
+    sid_generator_loss_raw.OP,
+    fake_score_loss.OP,
+    sample_distance.OP,
+)}
+
+__all__ = ["KernelOp", "OPS", "Op", "kernel_ops"]

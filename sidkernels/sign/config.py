@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from sidkernels.distill.config import PRESETS, DistillConfig, make_config
-from sidkernels.ref.distance import DISTANCES
+from sidkernels._abi import DISTANCES
 from sidkernels.sign.pairs import DTYPES as PAIR_DTYPES, LEVELS
 from sidkernels.sign.sampling import renoise_sigmas
 from sidkernels.sign.student import TIME_MODES

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from sidkernels.functional import add_noise, sample_distance, sid_generator_loss
+from sidkernels import add_noise, sample_distance, sid_generator_loss
 from sidkernels.sigma import sample_sigma_sid
 from sidkernels.sign.student import copy_call
 

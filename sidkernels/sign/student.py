@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sidkernels.functional import edm_precond_in, edm_precond_out
+from sidkernels import edm_precond_in, edm_precond_out
 
 TIME_MODES = ("fixed", "estimated", "none")
 SIGMA_RANGE = (0.002, 80.0)

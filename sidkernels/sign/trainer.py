@@ -18,7 +18,7 @@ from sidkernels.distill.metrics import exact_metrics
 from sidkernels.distill.sid_losses import denoising_loss
 from sidkernels.distill.teacher import cache_dir
 from sidkernels.distill.trainer import SiDTrainer
-from sidkernels.functional import sample_distance
+from sidkernels import sample_distance
 from sidkernels.sign import losses as L
 from sidkernels.sign.config import SIGNConfig
 from sidkernels.sign.pairs import DTYPES, Pairs, cached_pairs

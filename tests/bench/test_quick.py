@@ -121,7 +121,7 @@ def test_budget_stops_and_resume_continues(tmp_path):
     """--budget-s stops between cases with exit status 3 and keeps what it measured; --resume measures only
     the cases this GPU label lacks at this commit (a finished case keeps its stored row)."""
     csv_path = tmp_path / "results.csv"
-    base = ["bench", "--quick", "--suite", "kernels", "--ops", "distance,precond_in", "--providers", "eager",
+    base = ["bench", "--quick", "--suite", "kernels", "--ops", "sample_distance,edm_precond_in", "--providers", "eager",
             "--no-plots", "--out", str(tmp_path)]
 
     def timed():
@@ -131,9 +131,9 @@ def test_budget_stops_and_resume_continues(tmp_path):
     assert cli.main(base + ["--budget-s", "0"]) == 3
     assert timed() == {}
     assert cli.main(base + ["--resume", "--dtypes", "bf16"]) == 0
-    assert set(timed()) == {(op, m, "bf16") for op in ("distance", "precond_in") for m in kernels.MODES}
+    assert set(timed()) == {(op, m, "bf16") for op in ("sample_distance", "edm_precond_in") for m in kernels.MODES}
     stored = results.read_rows(csv_path)
-    marked = next(r for r in stored if r["metric"] == "time_us" and r["op"] == "distance")
+    marked = next(r for r in stored if r["metric"] == "time_us" and r["op"] == "sample_distance")
     marked["p50"] = "-1"  # a value no timing gives
     with csv_path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=results.COLUMNS)
@@ -141,7 +141,7 @@ def test_budget_stops_and_resume_continues(tmp_path):
         writer.writerows(stored)
     assert cli.main(base + ["--resume"]) == 0
     after = timed()
-    assert set(after) == {(op, m, d) for op in ("distance", "precond_in") for m in kernels.MODES
+    assert set(after) == {(op, m, d) for op in ("sample_distance", "edm_precond_in") for m in kernels.MODES
                           for d in ("bf16", "fp32")}
     assert after[marked["op"], marked["mode"], marked["dtype"]] == "-1"  # not measured again
     assert sum(v == "-1" for v in after.values()) == 1

@@ -10,7 +10,7 @@ from sidkernels.bench.timing import Quantiles
 
 FAKE = RunEnv(gpu="Test GPU", torch="t", triton="tr", commit="abc", timestamp="2026-01-02T03:04:05+00:00")
 SMOKE = RunEnv(gpu="cpu-quick", torch="t", triton="tr", commit="abc", timestamp="2026-01-02T03:04:05+00:00")
-CASE = dict(suite="kernels", op="sid_loss", mode="full", shape_name="cifar", shape="256x3x32x32", dtype="bf16")
+CASE = dict(suite="kernels", op="sid_generator_loss", mode="full", shape_name="cifar", shape="256x3x32x32", dtype="bf16")
 
 
 def _fill(csv):
@@ -83,7 +83,7 @@ def test_report_with_gpu_rows(tmp_path):
     csv.flush()
     block = report.update_readme(readme, tmp_path / "results.csv")
     assert "### Test GPU (2026-01-02)" in block
-    assert "| `sid_loss` | cifar 256x3x32x32 | 40.0 | 20.0 | 10.0 | – | triton |" in block
+    assert "| `sid_generator_loss` | cifar 256x3x32x32 | 40.0 | 20.0 | 10.0 | – | triton |" in block
     assert "| 4.00 | 2.00 |" in block  # speed-ups of the best fused provider over eager and compile
     assert "`cuda` skipped" in block and "no extension" in block
     assert "| cifar10-uncond | ours | 400.0 | 4.00 |" in block

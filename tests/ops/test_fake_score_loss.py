@@ -1,9 +1,13 @@
-"""Fused fake-score (EDM denoising) loss (Triton) against the plain PyTorch reference."""
+"""Fused fake-score (EDM denoising) loss (Triton) against the plain PyTorch reference, and the reference
+against an independent transcription of the official loss."""
 import pytest
 import torch
 
 import sidkernels as sk
-from sidkernels.ops import kernel_op
+from sidkernels._triton import run
+from sidkernels.ops.fake_score_loss import KERNEL
+from sidkernels.ops.fake_score_loss import triton as kernels
+from sidkernels.ops.fake_score_loss.reference import fake_score_loss_ref
 from tests.helpers import DTYPES, TOL, assert_close, randn
 
 SHAPES = [(1, 1, 1, 1), (3, 1, 1, 17), (2, 3, 5, 7), (2, 3, 37, 37)]
@@ -73,9 +77,9 @@ def test_nan_rows_are_dropped(shape, device):
 def test_no_grad_writes_no_residual(device):
     den, y = randn((2, 3, 4, 4), device=device), randn((2, 3, 4, 4), device=device)
     sigma = _sigma(2, device)
-    loss, scale, r = kernel_op("fake_score_loss", "triton")(den, y, sigma, 0.5, False)
+    loss, scale, r = KERNEL.variant("triton")(den, y, sigma, 0.5, False)
     assert r.numel() == 0
-    assert_close(loss, sk.ref.fake_score_loss_ref(den.double(), y.double(), sigma.double()), tol=TOL[torch.float32])
+    assert_close(loss, fake_score_loss_ref(den.double(), y.double(), sigma.double()), tol=TOL[torch.float32])
     lam = (sigma ** 2 + 0.25) / (sigma * 0.5) ** 2
     assert_close(scale, 2 * lam)
 
@@ -84,3 +88,41 @@ def test_no_grad_writes_no_residual(device):
 @pytest.mark.parametrize("shape", [(1, 3, 256, 256), (512, 3, 32, 32), (64, 4, 128, 128)])
 def test_large_shapes(shape, device):
     _check(randn(shape, torch.bfloat16, device), randn(shape, torch.bfloat16, device), _sigma(shape[0], device))
+
+
+def official_fake_loss(d, y, sigma, batch_total, sigma_data=0.5):
+    """The official loss: lambda(sigma) (D - y)^2, NaN samples dropped by boolean indexing, summed, 1/B."""
+    keep = ~(torch.isnan(y).flatten(1).any(1) | torch.isnan(d).flatten(1).any(1))
+    lam = (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2
+    return (lam[keep].view(-1, 1, 1, 1) * (d[keep] - y[keep]) ** 2).sum() / batch_total
+
+
+@pytest.mark.parametrize("nan_rows", [(), (2,)])
+def test_reference_matches_the_official_loss(nan_rows):
+    d, y = (torch.randn(4, 3, 5, 5, dtype=torch.float64) for _ in range(2))
+    for row in nan_rows:
+        d[row, 0, 0, 0] = float("nan")
+    d.requires_grad_(True)
+    sigma = torch.rand(4, dtype=torch.float64) * 3 + 0.01
+    ours = fake_score_loss_ref(d, y, sigma).mean()
+    theirs = official_fake_loss(d, y, sigma, batch_total=4)
+    assert_close(ours, theirs)
+    g_ours, = torch.autograd.grad(ours, d)
+    g_theirs, = torch.autograd.grad(theirs, d)
+    assert torch.isfinite(g_ours).all()
+    assert_close(g_ours, g_theirs)
+
+
+def test_split_reduction_is_deterministic(device):
+    den, y = torch.randn(2, 5000, device=device), torch.randn(2, 5000, device=device)
+    sigma = torch.rand(2, device=device) + 0.1
+
+    def launch():
+        r, loss, scale = torch.empty_like(den), torch.empty(2, device=device), torch.empty(2, device=device)
+        run(kernels.launches(den, y, sigma, r, loss, scale, 0.5, block=256), den.device)
+        return loss
+
+    first = launch()
+    assert all(torch.equal(first, launch()) for _ in range(2))
+    lam = (sigma ** 2 + 0.25) / (sigma * 0.5) ** 2
+    torch.testing.assert_close(first, lam * ((den - y) ** 2).sum(1), rtol=1e-5, atol=1e-5)

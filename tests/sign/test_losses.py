@@ -3,7 +3,7 @@ themselves: tests/ref/test_distance_ref.py, tests/ops/test_distance.py)."""
 import pytest
 import torch
 
-from sidkernels.functional import sample_distance
+from sidkernels import sample_distance
 from sidkernels.sign import losses as L
 from sidkernels.sign.student import IdempotentStudent, copy_call, estimate_sigma
 
