@@ -20,7 +20,6 @@ from __future__ import annotations
 import collections
 import inspect
 import re
-from pathlib import Path
 from typing import Any
 
 import torch

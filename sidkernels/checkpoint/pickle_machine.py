@@ -21,7 +21,7 @@ shared state:
   cannot make hashing recurse deeply (which crashes the interpreter) or make inserting quadratic;
 * **persistent ids** (BINPERSID) go to the ``persistent_load`` given by the caller; none means refused;
 * **sizes** are checked against the bytes actually left before anything is read or allocated; integers
-  are limited to 32 bytes (LONG1/LONG4) or 64 digits (INT/LONG); out-of-band buffers are refused;
+  are limited to 32 bytes (LONG1/LONG4) or 80 digits (INT/LONG); out-of-band buffers are refused;
 * **memory**: what the opcodes themselves create is linear in the input (every opcode reads its arguments
   from the file or the stack), but a call can copy what a memo reference names; the sizes of what calls
   return are therefore charged against a budget of ``2 * input size + 1 MiB`` items/bytes.
@@ -43,7 +43,7 @@ from sidkernels.checkpoint.errors import CheckpointError, ForbiddenGlobalError, 
 
 HIGHEST_PROTOCOL = 5
 MAX_INT_BYTES = 32
-MAX_DIGITS = 64
+MAX_DIGITS = 80  # a 32-byte int has at most 78 digits
 MAX_NAME = 256
 #: hashes of ints below this in magnitude are the ints themselves (CPython's modulus for int hashing)
 KEY_INT_LIMIT = (1 << 61) - 1
@@ -265,7 +265,8 @@ class PickleMachine:
         self.stack.append(self._take(self._take(1)[0]).decode("utf-8"))
 
     def op_unicode(self):
-        self.stack.append(self._line().decode("raw-unicode-escape"))
+        # the codec function itself: decoding by codec name would import encodings.raw_unicode_escape
+        self.stack.append(codecs.raw_unicode_escape_decode(self._line())[0])
 
     def _text(self, n: int):
         self.stack.append(self._take(n).decode("utf-8", "surrogatepass"))

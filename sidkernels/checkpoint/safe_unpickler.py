@@ -15,9 +15,10 @@ loader ``exec``s that source.  Here the pickle runs on :mod:`~sidkernels.checkpo
 * ``numpy.dtype`` -> :class:`NumpyDtypeRecord`, plain numeric dtypes only (bool, int8-64, uint8-64,
   float16-64; BUILD may set only the byte order), and ``numpy.(_)core.multiarray.scalar`` -> a numpy
   scalar of such a dtype from exactly its number of bytes;
-* ``collections.OrderedDict`` (no arguments), ``builtins.set`` / ``__builtin__.set`` (of a list),
-  ``_codecs.encode`` (latin-1 only), ``copyreg._reconstructor`` (a record class with base
-  ``builtins.object``): our own functions that build fresh objects;
+* ``collections.OrderedDict`` -> :class:`OrderedDictRecord` (no arguments; BUILD may set a state dict's
+  ``_metadata``), ``builtins.set`` / ``__builtin__.set`` (of a list),
+  ``_codecs.encode`` (latin-1 only), ``copyreg._reconstructor`` / ``copy_reg._reconstructor`` (a record class
+  with base ``builtins.object`` / ``__builtin__.object``): our own functions that build fresh objects;
 * ``torch.<dtype>`` and ``torch.<X>Storage`` for the element types of
   :data:`~sidkernels.checkpoint.tensors.TORCH_DTYPES` and ``STORAGE_TYPES``: immutable values, from a fixed
   table (``torch`` itself is never asked for a name, so a lookup cannot import anything).
@@ -39,7 +40,7 @@ from sidkernels.checkpoint.errors import CheckpointError, ForbiddenGlobalError, 
 from sidkernels.checkpoint.pickle_machine import Entry, Record, Reference, check_key
 
 __all__ = ["TABLE", "ContainerRecord", "EasyDictRecord", "ForbiddenGlobalError", "NumpyDtypeRecord",
-           "PersistentRecord", "UnsafePickleError", "load", "load_file", "loads"]
+           "OrderedDictRecord", "PersistentRecord", "UnsafePickleError", "load", "load_file", "loads"]
 
 
 @dataclasses.dataclass
@@ -138,10 +139,21 @@ def _reconstruct_persistent_obj(meta) -> PersistentRecord:
                             version=version if type(version) is int else None)
 
 
-def _ordered_dict(*args) -> collections.OrderedDict:
+class OrderedDictRecord(collections.OrderedDict, Record):
+    """``collections.OrderedDict``; as a module's ``state_dict()`` it may carry the one attribute torch gives it,
+    ``_metadata`` (a dict of per-module versions), set by BUILD."""
+
+    def set_state(self, state) -> None:
+        if type(state) is not dict or set(state) - {"_metadata"} or not isinstance(state.get("_metadata", {}), dict):
+            raise UnsafePickleError("an OrderedDict's only state is a state dict's _metadata dict")
+        if "_metadata" in state:
+            self._metadata = state["_metadata"]
+
+
+def _ordered_dict(*args) -> OrderedDictRecord:
     if args:
         raise UnsafePickleError("OrderedDict is only built empty (its items follow as SETITEMS)")
-    return collections.OrderedDict()
+    return OrderedDictRecord()
 
 
 def _set(items=()) -> set:
@@ -156,13 +168,14 @@ def _latin1_encode(text, encoding="utf-8") -> bytes:
     return text.encode("latin-1")
 
 
-_OBJECT_BASE = "builtins.object"
+#: ``builtins`` as Python 3 names it, and as it writes it in protocols 0-2 (``fix_imports``, Python 2's names)
+_BUILTINS, _COPYREG = ("builtins", "__builtin__"), ("copyreg", "copy_reg")
 
 
 def _reconstructor(cls, base, state):
     """``copyreg._reconstructor(cls, object, None)`` (protocols 0 and 1): a new, empty record of ``cls``."""
     if (not isinstance(cls, Reference) or cls.entry.kind != "new" or not isinstance(base, Reference)
-            or base.name != _OBJECT_BASE or state is not None):
+            or base.name not in (f"{b}.object" for b in _BUILTINS) or state is not None):
         raise UnsafePickleError("copyreg._reconstructor is only allowed for a record class with base object")
     return cls.entry.target()
 
@@ -181,11 +194,10 @@ TABLE: dict[tuple[str, str], Entry] = {
     ("torch.storage", "_load_from_bytes"): Entry("call", tensors.storage_from_legacy_archive),
     ("numpy", "dtype"): Entry("call", _numpy_dtype),
     **{(module, "scalar"): Entry("call", _numpy_scalar) for module in _NUMPY_SCALAR_MODULES},
-    ("builtins", "set"): Entry("call", _set),
-    ("__builtin__", "set"): Entry("call", _set),
+    **{(b, "set"): Entry("call", _set) for b in _BUILTINS},
+    **{(b, "object"): Entry("name") for b in _BUILTINS},
+    **{(c, "_reconstructor"): Entry("call", _reconstructor) for c in _COPYREG},
     ("_codecs", "encode"): Entry("call", _latin1_encode),
-    ("copyreg", "_reconstructor"): Entry("call", _reconstructor),
-    ("builtins", "object"): Entry("name"),
     **{("torch", name): Entry("constant", dtype) for name, dtype in tensors.TORCH_DTYPES.items()},
     **{("torch", name): Entry("constant", tensors.StorageType(dtype)) for name, dtype in tensors.STORAGE_TYPES.items()},
 }

@@ -89,7 +89,7 @@ def _shape(value, what: str) -> tuple[int, ...]:
 
 
 def _no_hooks(hooks) -> None:
-    if type(hooks) is not collections.OrderedDict or hooks:
+    if not isinstance(hooks, collections.OrderedDict) or hooks:
         raise UnsafePickleError(f"tensor backward hooks must be an empty OrderedDict, got {describe(hooks)}")
 
 
@@ -139,7 +139,8 @@ def storage_pid(pid, fields: int, source: str) -> tuple[torch.dtype, str, int]:
         raise UnsafePickleError(f"{source}: persistent id {describe(pid)} is not a storage reference")
     storage_type, key, location, numel = pid[1:5]
     if not isinstance(storage_type, StorageType):
-        raise UnsafePickleError(f"{source}: storage type {describe(storage_type)} is not one of {sorted(STORAGE_TYPES)}")
+        raise UnsafePickleError(f"{source}: storage type {describe(storage_type)} is not one of "
+                                f"{sorted(STORAGE_TYPES)}")
     if type(key) is not str or type(location) is not str:
         raise UnsafePickleError(f"{source}: storage key and location must be strings")
     return storage_type.dtype, key, _index(numel, "storage size")

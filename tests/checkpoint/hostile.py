@@ -219,5 +219,5 @@ def one_tensor_archive(numel: int, stored_bytes: bytes, size: tuple, stride: tup
     """A ``torch.save`` archive of ``{"w": tensor}``: a float32 storage of ``numel`` elements whose entry holds
     ``stored_bytes``, viewed with ``size`` / ``stride`` / ``offset``."""
     data = program(dct((text("w"), tensor_call(storage_ref("0", numel), offset, size, stride))))
-    return torch_archive({"data.pkl": data, "byteorder": b"little", "data/0": stored_bytes},
+    return torch_archive({"data.pkl": data, "byteorder": b"little", "data/0": stored_bytes, "version": b"3\n"},
                          compressed=("data/0",) if compressed else ())

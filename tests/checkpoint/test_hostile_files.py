@@ -55,7 +55,6 @@ def test_valid_files_load_in_the_worker(load_worker, seed_files):
     (h.build_on_global("torch.storage", "_load_from_bytes"), "_load_from_bytes"),
     (h.stack_glob("torch._utils", "_rebuild_tensor_v2") + h.neg_bit_defaults() + h.BUILD, "_rebuild_tensor_v2"),
     (h.glob("torch", "float32") + h.dct() + h.BUILD, "dtype"),
-    (h.call(h.glob("collections", "OrderedDict")) + h.dct((h.text("x"), h.TRUE)) + h.BUILD, "OrderedDict"),
 ])
 def test_build_on_a_named_object(load_worker, seed_files, tmp_path, payload, target):
     """BUILD applies state only to the loader's own records; nothing the file names can be modified."""
@@ -70,6 +69,10 @@ def test_build_on_records_is_checked(load_worker, seed_files, tmp_path):
         ("twice.pkl", container + h.dct() + h.BUILD + h.dct() + h.BUILD, "state was already set"),
         ("list.pkl", container + h.lst() + h.BUILD, "state must be a dict"),
         ("record.pkl", h.persistent_obj("Conv2d", h.dct()) + h.dct() + h.BUILD, "BUILD on a PersistentRecord"),
+        ("ordered.pkl", h.call(h.glob("collections", "OrderedDict")) + h.dct((h.text("x"), h.TRUE)) + h.BUILD,
+         "only state is a state dict's _metadata"),
+        ("metadata.pkl", h.call(h.glob("collections", "OrderedDict")) + h.dct((h.text("_metadata"), h.TRUE)) + h.BUILD,
+         "only state is a state dict's _metadata"),
         ("easydict.pkl", h.glob("dnnlib.util", "EasyDict") + h.EMPTY_TUPLE + h.NEWOBJ
          + h.dct((h.text("x"), h.TRUE)) + h.BUILD, "no state besides its items"),
     ]:
@@ -253,7 +256,8 @@ def test_module_trees_must_be_trees(load_worker, seed_files, tmp_path):
     ("EDMPrecond", {"channel_mult": h.lst(*[h.integer(1)] * 64)}, "64 levels"),
     ("EDMPrecond", {"channel_mult": h.lst(*[h.integer(1)] * 65)}, "lists of at most 64"),
     ("iDDPMPrecond", {"M": h.integer(10 ** 10)}, "M=10000000000 does not match its stored table"),
-    ("EDMPrecond", {"dropout": h.persistent_obj("Linear", h.dct())}, "constructor argument 'dropout' is PersistentRecord"),
+    ("EDMPrecond", {"dropout": h.persistent_obj("Linear", h.dct())},
+     "constructor argument 'dropout' is PersistentRecord"),
     ("EDMPrecond", {"model_channels": h.lst(h.lst())}, "constructor argument 'model_channels'"),
     ("EDMPrecond", {"model_type": h.text("Mystery")}, "cannot build EDMPrecond"),
 ])
@@ -299,7 +303,8 @@ def test_safetensors_with_foreign_metadata(load_worker, tmp_path):
         save_file({"w": torch.zeros(2)}, str(path), metadata=metadata)
         check_refused(load_worker, path, match)
     for label, text, match in [("state-json", "{", "not valid JSON"), ("state-list", "[]", "not a sidkernels"),
-                               ("state-fields", json.dumps({"format": "sidkernels-training-state/1"}), "lacks counters")]:
+                               ("state-fields", json.dumps({"format": "sidkernels-training-state/1"}),
+                                "lacks counters")]:
         path = tmp_path / label / "training-state-000000001.safetensors"
         path.parent.mkdir()
         save_file({"w": torch.zeros(2)}, str(path), metadata={"sidkernels_state": text})
@@ -312,3 +317,12 @@ def test_legacy_torch_save_is_named(load_worker, tmp_path):
     path = tmp_path / "old.pt"
     torch.save({"x": torch.zeros(2)}, path, _use_new_zipfile_serialization=False)
     check_refused(load_worker, path, "legacy torch.save file")
+
+
+def test_protocol_0_text_is_decoded_without_imports(load_worker, tmp_path):
+    """Found by the fuzz harness: decoding UNICODE by codec name imported encodings.raw_unicode_escape."""
+    import pickle
+
+    path = tmp_path / "text.pkl"
+    path.write_bytes(pickle.dumps({"ema": "ünï\\u1234"}, protocol=0))
+    check_refused(load_worker, path, "expected a pickled module|no network under")
