@@ -82,7 +82,8 @@ def flatten_state(obj, prefix: str = "", source: str = "checkpoint",
         raise CheckpointError(f"{where}: modules nest more than {MAX_MODULE_DEPTH} deep")
     seen.add(id(obj))
     state = _state(obj, where)
-    non_persistent = state.get("_non_persistent_buffers_set") or set()
+    non_persistent = state.get("_non_persistent_buffers_set")
+    non_persistent = set() if non_persistent is None else non_persistent
     if type(non_persistent) not in (set, frozenset):  # sets from the pickle hold only str/int/bytes/None
         raise CheckpointError(f"{where}._non_persistent_buffers_set: expected a set, found {describe(non_persistent)}")
     out = collections.OrderedDict()
@@ -147,7 +148,8 @@ def constructor_kwargs(record: PersistentRecord, source: str = "checkpoint") -> 
     state = _state(record, record.class_name)
     params = [p for p in inspect.signature(cls).parameters.values()
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    args = state.get("_init_args") or ()
+    args = state.get("_init_args")
+    args = () if args is None else args
     if type(args) not in (tuple, list):
         raise CheckpointError(f"{source}: _init_args must be a tuple, found {describe(args)}")
     if len(args) > len(params):

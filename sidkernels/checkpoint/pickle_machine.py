@@ -39,7 +39,7 @@ import io
 import struct
 from typing import Any, Callable, Mapping
 
-from sidkernels.checkpoint.errors import CheckpointError, ForbiddenGlobalError, UnsafePickleError, describe
+from sidkernels.checkpoint.errors import CheckpointError, ForbiddenGlobalError, UnsafePickleError, describe, same
 
 HIGHEST_PROTOCOL = 5
 MAX_INT_BYTES = 32
@@ -453,13 +453,13 @@ class PickleMachine:
 
     def _new(self, cls, args, kwargs, opcode: str):
         entry = self._entry(cls, "new", opcode)
-        if args != () or kwargs:
+        if not same(args, ()) or not (same(kwargs, {}) or kwargs is None):
             self._fail(f"{opcode} of {cls.name} with arguments is not allowed")
         self.stack.append(entry.target())
 
     def op_newobj(self):
         args = self._pop()
-        self._new(self._pop(), args, {}, "NEWOBJ")
+        self._new(self._pop(), args, None, "NEWOBJ")
 
     def op_newobj_ex(self):
         kwargs = self._pop()

@@ -72,7 +72,10 @@ def save_state(path, *, nets: dict, optimizers: dict, rng: dict, counters: dict,
 def read_state(path):
     """``(tensors, metadata)`` of a training state; a damaged, truncated or foreign file raises CheckpointError."""
     with refusing(path):
-        text = read_metadata(path).get("sidkernels_state")
+        try:
+            text, tensors = read_metadata(path).get("sidkernels_state"), read_tensors(path)
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: not a readable training state ({e.__cause__ or e})") from e
         try:
             meta = json.loads(text) if text is not None else None
         except (ValueError, RecursionError) as e:
@@ -81,7 +84,7 @@ def read_state(path):
             raise CheckpointError(f"{path}: not a sidkernels training state (format {FORMAT!r})")
         if not all(type(meta.get(k)) is dict for k in ("counters", "run_config", "nets", "opts")):
             raise CheckpointError(f"{path}: the training state's metadata lacks counters/run_config/nets/opts")
-        return read_tensors(path), meta
+        return tensors, meta
 
 
 def load_net_state(net: torch.nn.Module, tensors: dict, name: str, source) -> None:

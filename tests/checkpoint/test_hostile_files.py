@@ -283,7 +283,7 @@ def test_damaged_safetensors(load_worker, seed_files, tmp_path):
             path = tmp_path / label / name
             path.parent.mkdir(exist_ok=True)
             path.write_bytes(damaged)
-            check_refused(load_worker, path, "not a readable safetensors file", reader=reader)
+            check_refused(load_worker, path, "not a readable (safetensors file|training state)", reader=reader)
 
 
 def test_safetensors_with_foreign_metadata(load_worker, tmp_path):
