@@ -12,10 +12,10 @@ import struct
 MARK, STOP, POP, DUP = b"(", b".", b"0", b"2"
 NONE, TRUE, FALSE = b"N", b"\x88", b"\x89"
 EMPTY_DICT, EMPTY_LIST, EMPTY_TUPLE, EMPTY_SET = b"}", b"]", b")", b"\x8f"
-TUPLE, TUPLE1, TUPLE2, TUPLE3 = b"t", b"\x85", b"\x86", b"\x87"
+TUPLE, TUPLE1, TUPLE2 = b"t", b"\x85", b"\x86"
 SETITEM, SETITEMS, APPEND, APPENDS, ADDITEMS = b"s", b"u", b"a", b"e", b"\x90"
 BUILD, REDUCE, NEWOBJ, NEWOBJ_EX, STACK_GLOBAL = b"b", b"R", b"\x81", b"\x92", b"\x93"
-BINPERSID, MEMOIZE = b"Q", b"\x94"
+BINPERSID = b"Q"
 
 
 def glob(module: str, name: str) -> bytes:
