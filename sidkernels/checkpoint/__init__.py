@@ -5,7 +5,9 @@ Public API::
 
     load_checkpoint(path, *, key=None) -> nn.Module
     save_network(net, path) -> (safetensors path, json path)
-    CheckpointError, ForbiddenGlobalError
+    CheckpointError, UnsafePickleError, ForbiddenGlobalError, UnexpectedCheckpointError
+
+What the readers guarantee for any file, however hostile, and how that is tested: docs/checkpoint-formats.md.
 """
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ from pathlib import Path
 
 from torch import nn
 
+from sidkernels.checkpoint.errors import (CheckpointError, ForbiddenGlobalError, UnexpectedCheckpointError,
+                                          UnsafePickleError, refusing)
 from sidkernels.checkpoint.official import load_official
-from sidkernels.checkpoint.rebuild import CheckpointError
-from sidkernels.checkpoint.safe_unpickler import ForbiddenGlobalError
 from sidkernels.checkpoint.safetensors_io import load_network, save_network
 
 
@@ -30,8 +32,14 @@ def load_checkpoint(path, *, key: str | None = None) -> nn.Module:
     * a SiD training state (``training-state-*.pt``): the network under ``key`` (default ``"G_ema"``; also
       ``"G"``, ``"fake_score"``).
 
-    Pickles are read by a restricted unpickler that never imports or runs anything from the file; a pickle
-    that names any other global raises :class:`ForbiddenGlobalError` (a ``pickle.UnpicklingError``).
+    Whatever the file holds, this either returns the network or raises :class:`CheckpointError` saying what was
+    refused and why; nothing from the file is imported or run, and the process is left as it was (no module,
+    function or global setting changed, no random numbers drawn).  Pickles run on our own pickle interpreter
+    with a fixed table of names (:mod:`~sidkernels.checkpoint.safe_unpickler`); a name off the table raises
+    :class:`ForbiddenGlobalError`, any other refusal inside a pickle :class:`UnsafePickleError` (both also
+    ``pickle.UnpicklingError``).  A failure none of the checks anticipated is still a CheckpointError
+    (:class:`UnexpectedCheckpointError`).  A missing file raises ``FileNotFoundError``; ``key`` with a
+    ``.safetensors`` file, ``ValueError``.
     """
     path = Path(path)
     if not path.is_file():
@@ -39,8 +47,11 @@ def load_checkpoint(path, *, key: str | None = None) -> nn.Module:
     if path.suffix == ".safetensors":
         if key is not None:
             raise ValueError("key selects a network inside a pickle; a .safetensors file holds exactly one")
-        return load_network(path)
-    return load_official(path, key=key)
+        with refusing(path):
+            return load_network(path)
+    with refusing(path):
+        return load_official(path, key=key)
 
 
-__all__ = ["CheckpointError", "ForbiddenGlobalError", "load_checkpoint", "save_network"]
+__all__ = ["CheckpointError", "ForbiddenGlobalError", "UnexpectedCheckpointError", "UnsafePickleError",
+           "load_checkpoint", "save_network"]

@@ -4,6 +4,11 @@ JSON config, plus the same config as a ``.json`` file next to it (for people and
 Config: ``{"format": "sidkernels-network/1", "class_name": "EDMPrecond", "init_kwargs": {...}}``; the
 constructor keywords are the wrapper's ``init_kwargs`` (JSON; ``sigma_max=inf`` is written as ``Infinity``).
 Both files are written atomically (temporary file in the same directory, then ``os.replace``).
+
+Reading uses the safetensors library, which checks the header against the file (header length, JSON,
+dtypes, offsets that tile the data exactly, shapes that fit); its errors, and a config that is not what
+:func:`network_config` writes, become :class:`CheckpointError`; the network is then rebuilt by
+:func:`~sidkernels.checkpoint.rebuild.rebuild_network` with all its checks.
 """
 from __future__ import annotations
 
@@ -12,11 +17,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from sidkernels.checkpoint.rebuild import CheckpointError, build_network, load_weights
+from sidkernels.checkpoint.errors import CheckpointError, describe
+from sidkernels.checkpoint.rebuild import rebuild_network
 
 FORMAT = "sidkernels-network/1"
 CONFIG_KEY = "sidkernels_config"
@@ -60,23 +66,54 @@ def save_network(net: nn.Module, path) -> tuple[Path, Path]:
     return path, json_path
 
 
+def read_metadata(path) -> dict:
+    """The string metadata of a safetensors file; a damaged file raises CheckpointError."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except SafetensorError as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({str(err)[:300]})") from err
+
+
+def read_tensors(path) -> dict:
+    """The tensors of a safetensors file, on the CPU; a damaged file raises CheckpointError."""
+    try:
+        return load_file(str(path))
+    except SafetensorError as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({str(err)[:300]})") from err
+
+
+def parse_config(text, source) -> dict:
+    """A network config (the JSON text :func:`network_config` writes), checked field by field."""
+    try:
+        config = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise CheckpointError(f"{source}: the network config is not valid JSON ({str(err)[:200]})") from err
+    if type(config) is not dict:
+        raise CheckpointError(f"{source}: the network config must be a JSON object, found {describe(config)}")
+    if config.get("format") != FORMAT:
+        raise CheckpointError(f"{source}: unsupported config format {describe(config.get('format'))} "
+                              f"(expected {FORMAT!r})")
+    if type(config.get("class_name")) is not str or type(config.get("init_kwargs")) is not dict:
+        raise CheckpointError(f"{source}: the network config needs a class_name string and an init_kwargs object")
+    return config
+
+
 def read_config(path) -> dict:
     """The config stored in the safetensors metadata (or, failing that, in the ``.json`` next to it)."""
-    with safe_open(str(path), framework="pt") as f:
-        text = (f.metadata() or {}).get(CONFIG_KEY)
+    text = read_metadata(path).get(CONFIG_KEY)
     if text is None and config_path(path).is_file():
-        text = config_path(path).read_text()
+        try:
+            text = config_path(path).read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{config_path(path)}: unreadable ({err})") from err
     if text is None:
         raise CheckpointError(f"{path}: no sidkernels network config in the file's metadata and no "
                               f"{config_path(path).name} next to it")
-    config = json.loads(text)
-    if config.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: unsupported config format {config.get('format')!r} (expected {FORMAT!r})")
-    return config
+    return parse_config(text, path)
 
 
 def load_network(path) -> nn.Module:
     """Rebuild the network saved by :func:`save_network` (eval mode)."""
     config = read_config(path)
-    net = build_network(config["class_name"], config["init_kwargs"], str(path))
-    return load_weights(net, load_file(str(path)), str(path))
+    return rebuild_network(config["class_name"], config["init_kwargs"], read_tensors(path), str(path))

@@ -12,11 +12,10 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from sidkernels.checkpoint.rebuild import CheckpointError
-from sidkernels.checkpoint.safetensors_io import _atomic_write, network_config
+from sidkernels.checkpoint.errors import CheckpointError, refusing
+from sidkernels.checkpoint.safetensors_io import _atomic_write, network_config, read_metadata, read_tensors
 
 FORMAT = "sidkernels-training-state/1"
 STATE_NAME = re.compile(r"training-state-(\d{9})\.safetensors$")
@@ -71,16 +70,21 @@ def save_state(path, *, nets: dict, optimizers: dict, rng: dict, counters: dict,
 
 
 def read_state(path):
-    """``(tensors, metadata)`` of a training state; a damaged or foreign file raises CheckpointError."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            text = (f.metadata() or {}).get("sidkernels_state")
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a readable training state ({e})") from e
-    if text is None or json.loads(text).get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a sidkernels training state (format {FORMAT!r})")
-    return tensors, json.loads(text)
+    """``(tensors, metadata)`` of a training state; a damaged, truncated or foreign file raises CheckpointError."""
+    with refusing(path):
+        try:
+            text, tensors = read_metadata(path).get("sidkernels_state"), read_tensors(path)
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: not a readable training state ({e.__cause__ or e})") from e
+        try:
+            meta = json.loads(text) if text is not None else None
+        except (ValueError, RecursionError) as e:
+            raise CheckpointError(f"{path}: the training state's metadata is not valid JSON ({str(e)[:200]})") from e
+        if type(meta) is not dict or meta.get("format") != FORMAT:
+            raise CheckpointError(f"{path}: not a sidkernels training state (format {FORMAT!r})")
+        if not all(type(meta.get(k)) is dict for k in ("counters", "run_config", "nets", "opts")):
+            raise CheckpointError(f"{path}: the training state's metadata lacks counters/run_config/nets/opts")
+        return tensors, meta
 
 
 def load_net_state(net: torch.nn.Module, tensors: dict, name: str, source) -> None:

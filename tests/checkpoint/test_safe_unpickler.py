@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from sidkernels.checkpoint import ForbiddenGlobalError, load_checkpoint
-from sidkernels.checkpoint.safe_unpickler import PersistentRecord, loads
+from sidkernels.checkpoint import ForbiddenGlobalError, UnsafePickleError, load_checkpoint
+from sidkernels.checkpoint.safe_unpickler import ContainerRecord, PersistentRecord, loads
 from sidkernels.networks.layers import Linear
 from tests.checkpoint.edm_standin import dumps_edm_pickle, save_training_state
 
@@ -99,11 +99,11 @@ def test_training_state_with_a_payload_is_refused(marker, tmp_path):
 
 
 def test_checked_wrappers_refuse_misuse():
-    with pytest.raises(ForbiddenGlobalError, match="numpy scalar"):
+    with pytest.raises(UnsafePickleError, match="numpy dtype 'O8' is not allowed"):
         loads(pickle.dumps(Payload(np._core.multiarray.scalar, np.dtype(object), 5)))
     import _codecs
 
-    with pytest.raises(ForbiddenGlobalError, match="latin-1"):
+    with pytest.raises(UnsafePickleError, match="latin-1"):
         loads(pickle.dumps(Payload(_codecs.encode, "x", "rot13")))
 
 
@@ -116,3 +116,36 @@ def test_whitelisted_values_round_trip():
     assert out["od"] == obj["od"] and out["s"] == {1, 2} and out["dtype"] is torch.float16
     assert out["f"] == np.float64(0.7071) and isinstance(out["f"], np.float64) and out["i"] == 3
     assert torch.equal(out["t"], obj["t"]) and torch.equal(out["p"], param) and out["bf16"].dtype == torch.bfloat16
+
+
+def test_protocol_1_containers_use_the_reconstructor():
+    """Protocols 0 and 1 write a ModuleDict as ``copyreg._reconstructor(ModuleDict, object, None)`` + BUILD."""
+    from tests.checkpoint.edm_standin import _pickler, standin_modules
+
+    net = Linear(2, 2)
+    holder = torch.nn.ModuleDict({"lin": net})
+    for protocol in (0, 1):
+        buf = io.BytesIO()
+        with standin_modules():
+            _pickler(())(buf, protocol=protocol).dump({"ema": holder})
+        assert b"_reconstructor" in buf.getvalue()
+        record = loads(buf.getvalue())["ema"]
+        assert isinstance(record, ContainerRecord) and record.container == "ModuleDict"
+        lin = record.state["_modules"]["lin"]
+        assert lin.class_name == "Linear" and torch.equal(lin.state["_parameters"]["weight"], net.weight)
+
+
+def test_numpy_scalars_of_every_plain_dtype_and_byte_order():
+    for value in (np.bool_(True), np.int8(-3), np.uint16(65535), np.int64(-(1 << 62)), np.float16(0.1),
+                  np.float32(1e-20), np.float64(-2.5), np.dtype(">f8").type(7.25), np.dtype(">i4").type(-9)):
+        for protocol in (2, 4):
+            out = loads(pickle.dumps(value, protocol=protocol))
+            assert type(out) is type(value) and out == value and out.dtype == value.dtype, (value, protocol)
+
+
+def test_state_dicts_keep_their_metadata():
+    """SiDA training states hold ``state_dict()``s: OrderedDicts with a ``_metadata`` attribute."""
+    sd = Linear(2, 3).state_dict()
+    out = loads(pickle.dumps({"G_state": sd}, protocol=2))["G_state"]
+    assert isinstance(out, collections.OrderedDict) and list(out) == list(sd)
+    assert out._metadata == sd._metadata and all(torch.equal(out[k], sd[k]) for k in sd)
