@@ -9,10 +9,13 @@ seeds (default one set, 0..N-1), each set's FID is printed and the minimum repor
 papers report.  --ref is EDM's fid-refs npz (mu, sigma) or one from `sidkernels fid-ref`; --detector and --ref
 also take explicit URLs (downloaded once into the cache).  Prints a table, the detector's sha256 and, as the
 last line, a JSON object (fid, num_images, detector_sha256, ...).  Under torchrun, ranks split each seed set.
+--generator takes SiD generators (one step, G(z) = D(s z; s)); for SIGN's K-step sampler write the images with
+`sidkernels sample --sign-steps K` and pass the npz.
 """
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -117,8 +120,6 @@ def _images_fid(args, detector, ref, device, progress: bool) -> tuple[list[tuple
 
 
 def run(args) -> int:
-    import torch
-
     from sidkernels.metrics.detector import load_detector
     from sidkernels.metrics.fid import load_statistics
     from sidkernels.metrics.files import resolve
@@ -149,7 +150,7 @@ def run(args) -> int:
                              f"{detector.feature_dim}: statistics and detector do not belong together")
         measure = _generator_fids if args.generator is not None else _images_fid
         rows, extra = measure(args, detector, (mu, sigma), device, progress)
-    except (ValueError, TypeError, FileNotFoundError, OSError) as err:
+    except (ValueError, TypeError, OSError, pickle.UnpicklingError) as err:  # FileNotFoundError is an OSError
         print(f"error: {err}", file=sys.stderr)
         return 1
     if rank != 0:

@@ -42,7 +42,7 @@ def run(args) -> int:
         stats = feature_statistics(detector.features, batches, dim=detector.feature_dim, device=device, total=num,
                                    progress=not args.no_progress, desc="fid-ref")
         mu, sigma = stats.mean_cov()
-    except (ValueError, TypeError, FileNotFoundError, OSError) as err:
+    except (ValueError, TypeError, OSError) as err:  # FileNotFoundError is an OSError
         print(f"error: {err}", file=sys.stderr)
         return 1
     save_statistics(args.out, mu, sigma, num_images=stats.num, detector_sha256=detector.sha256)

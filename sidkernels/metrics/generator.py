@@ -48,7 +48,8 @@ def generated_images(net: torch.nn.Module, seeds: Sequence[int], generate: Gener
             yield uint8_images(generate(z, labels))
 
 
-def _rank_world() -> tuple[int, int]:
+def rank_world() -> tuple[int, int]:
+    """``(rank, world size)`` of torch.distributed, ``(0, 1)`` when it is not initialised."""
     import torch.distributed as tdist
 
     if tdist.is_available() and tdist.is_initialized():
@@ -67,7 +68,7 @@ def generator_statistics(net: torch.nn.Module, detector: Detector, seeds: Sequen
         raise ValueError(f"seeds: FID needs at least 2 images, got {len(seeds)} seeds")
     generate = generate or one_step_generate(net, init_sigma)
     device = next(net.parameters()).device
-    rank, world = _rank_world()
+    rank, world = rank_world()
     mine = list(seeds)[rank::world]
     stats = feature_statistics(detector.features, generated_images(net, mine, generate, batch=batch, device=device),
                                dim=detector.feature_dim, device=detector.device, total=len(mine),

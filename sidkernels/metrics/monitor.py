@@ -22,7 +22,7 @@ import torch
 
 from sidkernels.metrics.detector import Detector, load_detector
 from sidkernels.metrics.fid import frechet_distance, load_statistics
-from sidkernels.metrics.generator import Generate, generator_statistics
+from sidkernels.metrics.generator import Generate, generator_statistics, rank_world
 
 BEST_SNAPSHOT = "network-snapshot-best.safetensors"
 
@@ -48,7 +48,7 @@ class FIDMonitor:
         self.detector, self.ref_mu, self.ref_sigma = detector, ref_mu, ref_sigma
         self.every_kimg, self.num, self.batch, self.init_sigma = every_kimg, num, batch, init_sigma
         self.out, self.progress = Path(out), progress
-        self.rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        self.rank = rank_world()[0]
         self.log = log if self.rank == 0 else (lambda *a, **k: None)
         self.next_kimg = (math.floor(start_kimg / every_kimg + 1e-9) + 1) * every_kimg
         self.best = self._best_so_far()
