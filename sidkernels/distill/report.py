@@ -46,7 +46,8 @@ def plot_metrics(records: list[dict], path, baseline: dict | None = None) -> Pat
             ax.set_yscale("log")
         ax.set_title(_fid_title(records) if key == "fid" else key, fontsize=8 if key == "fid" else None)
         ax.set_xlabel("kimg")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a panel whose values are all NaN so far has nothing to label
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

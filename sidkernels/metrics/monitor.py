@@ -82,24 +82,33 @@ class FIDMonitor:
         """Whether the report at ``kimg`` evaluates FID (at or past the next multiple of every_kimg, or final)."""
         return final or kimg >= self.next_kimg - 1e-9
 
-    def evaluate(self, net: torch.nn.Module, generate: Generate | None = None) -> float:
-        """FID of ``net``'s one-step images of seeds 0..num-1 (every rank must call this)."""
+    def statistics(self, net: torch.nn.Module, generate: Generate | None = None):
+        """``(mu, sigma)`` of ``net``'s one-step images of seeds 0..num-1 (every rank must call this)."""
         stats = generator_statistics(net, self.detector, range(self.num), generate=generate,
                                      init_sigma=self.init_sigma, batch=self.batch, progress=self.progress, desc="FID")
-        mu, sigma = stats.mean_cov()
-        return frechet_distance(mu, sigma, self.ref_mu, self.ref_sigma)
+        return stats.mean_cov()
+
+    def evaluate(self, net: torch.nn.Module, generate: Generate | None = None) -> float:
+        """FID of ``net``'s one-step images of seeds 0..num-1 (every rank must call this)."""
+        return frechet_distance(*self.statistics(net, generate), self.ref_mu, self.ref_sigma)
 
     def report(self, record: dict, net: torch.nn.Module, generate: Generate | None = None, *,
                final: bool = False) -> dict:
         """At a report of the loop: when due, evaluate ``net`` (G_ema), add ``fid``, ``fid_num``,
         ``fid_detector_sha256`` and ``fid_s`` (seconds) to ``record``, keep the best snapshot; returns
         ``record``.  ``generate(z, labels)`` makes [-1, 1] images from unit latents (default: SiD's one step
-        at ``init_sigma``); ``record["kimg"]`` is the run's progress."""
+        at ``init_sigma``); ``record["kimg"]`` is the run's progress.  A FID that cannot be computed (both
+        square roots failed) is logged and recorded as NaN; the run goes on."""
         kimg = float(record["kimg"])
         if not self.due(kimg, final):
             return record
         t0 = time.perf_counter()
-        fid = self.evaluate(net, generate)
+        mu, sigma = self.statistics(net, generate)
+        try:
+            fid = frechet_distance(mu, sigma, self.ref_mu, self.ref_sigma)
+        except ValueError as err:  # a degenerate square root must not end a long run: log it, record NaN
+            self.log(f"FID at {kimg:g} kimg failed: {err}")
+            fid = math.nan
         self.next_kimg = (math.floor(kimg / self.every_kimg + 1e-9) + 1) * self.every_kimg
         improved = fid < self.best
         if improved:

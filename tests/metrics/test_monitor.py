@@ -105,6 +105,20 @@ def test_loop_logs_fid_and_keeps_the_best_snapshot_across_a_resume(assets, tmp_p
     assert monitor(assets, out, start_kimg=4.0).best == float("inf")
 
 
+def test_a_failed_square_root_is_logged_and_recorded_as_nan(assets, tmp_path, monkeypatch):
+    import sidkernels.metrics.monitor as monitor_module
+
+    def failing(*args, **kwargs):
+        raise ValueError("sqrtm(sigma1 @ sigma2) failed even with 1e-06 added to both diagonals")
+
+    monkeypatch.setattr(monitor_module, "frechet_distance", failing)
+    lines = []
+    record = drive(monitor(assets, tmp_path / "run", log=lines.append), tmp_path / "run",
+                   [(1.0, tiny_generator(), False)])[0]
+    assert record["fid"] != record["fid"] and "FID at 1 kimg failed: sqrtm" in lines[0]  # NaN
+    assert not (tmp_path / "run" / BEST_SNAPSHOT).exists()
+
+
 def test_fid_configuration_errors_come_before_training(assets, tmp_path):
     def cfg(**kw):
         values = dict(teacher="random", out=str(tmp_path), fid_every_kimg=10.0)
