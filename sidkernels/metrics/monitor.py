@@ -10,7 +10,7 @@ generator_statistics`).  When the FID improves, rank 0 writes G_ema to ``network
 (+ ``.json``; atomic, :func:`sidkernels.checkpoint.save_network`).  The best value survives a resume: it is
 read back from the run's ``metrics.jsonl`` (rows of the same detector and image count), as long as the best
 snapshot is still there.  ``sidkernels fid --generator RUN/network-snapshot-best.safetensors --num N`` gives
-the same FID for the best snapshot (same seeds, up to the precision the loop generates in).
+the same FID for the best snapshot (same seeds; exactly when the loop generates in fp32).
 """
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ import torch
 
 from sidkernels.metrics.detector import Detector, load_detector
 from sidkernels.metrics.fid import frechet_distance, load_statistics
+from sidkernels.metrics.files import resolve
 from sidkernels.metrics.generator import Generate, generator_statistics, rank_world
 
 BEST_SNAPSHOT = "network-snapshot-best.safetensors"
+KIMG_TOL = 1e-9  # relative round-off allowed when a kimg count meets a multiple of every_kimg
 
 
 class FIDMonitor:
@@ -50,7 +52,7 @@ class FIDMonitor:
         self.out, self.progress = Path(out), progress
         self.rank = rank_world()[0]
         self.log = log if self.rank == 0 else (lambda *a, **k: None)
-        self.next_kimg = (math.floor(start_kimg / every_kimg + 1e-9) + 1) * every_kimg
+        self.next_kimg = self._multiple_after(start_kimg)
         self.best = self._best_so_far()
 
     @classmethod
@@ -61,16 +63,18 @@ class FIDMonitor:
         if cfg.fid_every_kimg is None:
             return None
         detector = load_detector(cfg.detector, device=device, progress=progress)
-        from sidkernels.metrics.files import resolve
-
         mu, sigma, _ = load_statistics(resolve(cfg.fid_ref, name="fid_ref", progress=progress), name="fid_ref")
         return cls(detector, mu, sigma, every_kimg=cfg.fid_every_kimg, num=cfg.fid_num, out=cfg.out,
                    init_sigma=cfg.init_sigma, start_kimg=start_kimg, log=log, progress=progress)
 
+    def _multiple_after(self, kimg: float) -> float:
+        """The first multiple of every_kimg strictly after ``kimg`` (kimg itself counts as reached)."""
+        return (math.floor(kimg / self.every_kimg + KIMG_TOL) + 1) * self.every_kimg
+
     def _best_so_far(self) -> float:
         """The lowest FID of this detector and image count in the run's metrics.jsonl (inf when there is none,
         or when the best snapshot is gone)."""
-        from sidkernels.distill.report import read_jsonl
+        from sidkernels.distill.report import read_jsonl  # here: sidkernels.distill imports this module
 
         if not (self.out / BEST_SNAPSHOT).is_file():
             return math.inf
@@ -80,7 +84,7 @@ class FIDMonitor:
 
     def due(self, kimg: float, final: bool = False) -> bool:
         """Whether the report at ``kimg`` evaluates FID (at or past the next multiple of every_kimg, or final)."""
-        return final or kimg >= self.next_kimg - 1e-9
+        return final or kimg >= self.next_kimg - KIMG_TOL * self.every_kimg
 
     def statistics(self, net: torch.nn.Module, generate: Generate | None = None):
         """``(mu, sigma)`` of ``net``'s one-step images of seeds 0..num-1 (every rank must call this)."""
@@ -109,7 +113,7 @@ class FIDMonitor:
         except ValueError as err:  # a degenerate square root must not end a long run: log it, record NaN
             self.log(f"FID at {kimg:g} kimg failed: {err}")
             fid = math.nan
-        self.next_kimg = (math.floor(kimg / self.every_kimg + 1e-9) + 1) * self.every_kimg
+        self.next_kimg = self._multiple_after(kimg)
         improved = fid < self.best
         if improved:
             self.best = fid
