@@ -13,6 +13,8 @@ COMMANDS = {
     "project": "project",
     "sample": "sample",
     "bench": "bench",
+    "fid": "fid",
+    "fid-ref": "fid_ref",
 }
 
 

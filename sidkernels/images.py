@@ -8,9 +8,15 @@ import numpy as np
 import torch
 
 
+def uint8_images(x: torch.Tensor) -> torch.Tensor:
+    """``[-1, 1]`` images ``[N, C, H, W]`` -> uint8 ``[N, C, H, W]`` on their device (``x * 127.5 + 128``,
+    clipped, truncated: the official conversion)."""
+    return (x.detach().float() * 127.5 + 128).clip(0, 255).to(torch.uint8)
+
+
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """``[-1, 1]`` images ``[N, C, H, W]`` -> uint8 ``[N, H, W, C]`` (``x * 127.5 + 128``, clipped)."""
-    return (x.detach().float() * 127.5 + 128).clip(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    """``[-1, 1]`` images ``[N, C, H, W]`` -> uint8 ``[N, H, W, C]`` numpy (:func:`uint8_images`)."""
+    return uint8_images(x).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def image_grid(images: np.ndarray, columns: int | None = None, pad: int = 0) -> np.ndarray:

@@ -43,6 +43,14 @@ def add_arguments(p) -> None:
     p.add_argument("--snap", type=int, default=None, dest="snap_ticks", help="checkpoint every N reports")
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
+    fid = p.add_argument_group("FID of G_ema during the run (image presets)")
+    fid.add_argument("--fid-every", type=float, default=None, dest="fid_every_kimg", metavar="KIMG",
+                     help="FID every KIMG thousand images and at the end; keeps network-snapshot-best.* (default off)")
+    fid.add_argument("--fid-num", type=int, default=None, dest="fid_num", help="generated images per FID (50000)")
+    fid.add_argument("--detector", default=None, help="inception-2015-12-05.pt (TorchScript) or pytorch-fid's .pth: "
+                     "a path, or a URL to download once into the cache")
+    fid.add_argument("--fid-ref", default=None, dest="fid_ref", help="reference statistics npz (mu, sigma): EDM's "
+                     "fid-refs or `sidkernels fid-ref`; a path or a URL")
     sida = p.add_argument_group("SiDA (--method sida)")
     sida.add_argument("--data", default=None, help="real images: a folder or zip in EDM's dataset layout "
                       "(dataset.json labels for conditional teachers); the mixture draws exact samples")
@@ -99,7 +107,7 @@ def run(args) -> int:
     records = trainer.run()
     if records and trainer.rank == 0:
         last = records[-1]
-        summary = " ".join(f"{k}={last[k]:.4g}" for k in ("kimg", "images_per_s", "fd", "nll", "class_kl")
+        summary = " ".join(f"{k}={last[k]:.4g}" for k in ("kimg", "images_per_s", "fd", "nll", "class_kl", "fid")
                            if k in last)
         print(f"done: {summary}\nrun directory: {cfg.out}")
     return 0

@@ -45,6 +45,10 @@ class DistillConfig:
     teacher_eval_samples: int = 2000    # teacher Heun samples for the mixture baseline (0: skip)
     device: str = "auto"
     resume: str | None = None           # a training state, or "auto": the newest one in ``out``
+    fid_every_kimg: float | None = None  # image presets: FID of G_ema every this many kimg (None: off)
+    fid_num: int = 50_000               # generated images per FID
+    detector: str | None = None         # FID detector file or URL (TorchScript inception-2015-12-05.pt)
+    fid_ref: str | None = None          # FID reference statistics npz (EDM's fid-refs, or `sidkernels fid-ref`)
 
     def validate(self, world_size: int = 1) -> None:
         if self.precision not in PRECISIONS:
@@ -65,6 +69,24 @@ class DistillConfig:
         if self.preset != "mixture" and self.teacher is None:
             raise ValueError(f"preset {self.preset!r} needs --teacher PATH (an official EDM pickle, a SiD state "
                              f"or our safetensors) or --teacher random")
+        self._validate_fid()
+
+    def _validate_fid(self) -> None:
+        if self.fid_every_kimg is None:
+            return
+        if self.preset == "mixture":
+            raise ValueError("--fid-every: the mixture preset has exact metrics (fd, nll, class_kl) instead of FID; "
+                             "FID is for the image presets")
+        if not self.fid_every_kimg > 0:
+            raise ValueError(f"--fid-every must be > 0 kimg, got {self.fid_every_kimg}")
+        if self.fid_num < 2:
+            raise ValueError(f"--fid-num must be >= 2, got {self.fid_num}")
+        if self.detector is None:
+            raise ValueError("--fid-every needs --detector PATH: the TorchScript Inception inception-2015-12-05.pt "
+                             "(or pytorch-fid's .pth), a file or an explicit URL")
+        if self.fid_ref is None:
+            raise ValueError("--fid-every needs --fid-ref REF.npz: reference statistics (EDM's fid-refs npz, or "
+                             "`sidkernels fid-ref DATA --detector PATH --out REF.npz`)")
 
 
 # Official hyper-parameters (SID.md 4.6); batch_gpu from run_sid.sh (4 GPUs there: same micro-batch here).

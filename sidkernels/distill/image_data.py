@@ -3,8 +3,8 @@
 A folder or a ``.zip`` of images (PNG, JPEG, BMP, WebP; nested folders allowed), with an optional
 ``dataset.json`` of the form ``{"labels": [["00000/img00000000.png", 6], ...]}`` giving each file's class.
 Images are decoded lazily by DataLoader workers (nothing is held in memory) and returned as
-``x / 127.5 - 1`` in [-1, 1].  Every image must be ``[channels, resolution, resolution]`` (the teacher's);
-a class-conditional teacher needs the labels.
+``x / 127.5 - 1`` in [-1, 1].  Every image must be ``[channels, resolution, resolution]`` (the teacher's;
+``None`` takes them from the first image); a class-conditional teacher needs the labels.
 """
 from __future__ import annotations
 
@@ -23,14 +23,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 class ImageDataset(torch.utils.data.Dataset):
     """Items are ``(uint8 image [C, R, R], class index)``; the index is -1 for unlabelled data."""
 
-    def __init__(self, path: str | Path, *, resolution: int, channels: int):
+    def __init__(self, path: str | Path, *, resolution: int | None, channels: int | None):
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"data: no such folder or zip: {self.path}")
         self.is_zip = self.path.is_file()
         if self.is_zip and not zipfile.is_zipfile(self.path):
             raise ValueError(f"data must be a folder or a .zip of images, got {self.path}")
-        self.shape = (channels, resolution, resolution)
         self._zip = None
         names = self._all_names()
         self.names = sorted(n for n in names if n.lower().endswith(IMAGE_SUFFIXES))
@@ -38,6 +37,7 @@ class ImageDataset(torch.utils.data.Dataset):
             raise ValueError(f"data: no images ({', '.join(IMAGE_SUFFIXES)}) in {self.path}")
         self.labels = self._read_labels() if "dataset.json" in names else None
         first = self[0][0]
+        self.shape = (channels or first.shape[0], resolution or first.shape[1], resolution or first.shape[2])
         if tuple(first.shape) != self.shape:
             raise ValueError(f"data: images must be {list(self.shape)} (the teacher's channels and resolution), "
                              f"{self.names[0]} is {list(first.shape)}")
