@@ -15,13 +15,14 @@ import argparse
 import dataclasses
 
 from sidkernels.distill.config import PRECISIONS, PRESETS, DistillConfig
+from sidkernels.latent import cli as latent_cli
 
 METHODS = ("sid", "sida", "sign")
 
 
 def add_arguments(p) -> None:
     p.add_argument("--method", default="sid", choices=METHODS)
-    p.add_argument("--preset", default="mixture", choices=sorted(PRESETS))
+    p.add_argument("--preset", default="mixture", choices=sorted(PRESETS) + latent_cli.LATENT_PRESET_NAMES)
     p.add_argument("--teacher", default=None, help="teacher checkpoint (EDM/SiD pickle, SiD .pt state or "
                    "our .safetensors), or 'random' for a random-init teacher of the preset's architecture")
     p.add_argument("--out", default=None, help="run directory (default runs/sid-PRESET)")
@@ -79,6 +80,7 @@ def add_arguments(p) -> None:
     sign.add_argument("--dmd-renoise-range", type=float, nargs=2, default=None, dest="dmd_renoise_range",
                       metavar=("LO", "HI"), help="s log-uniform in [LO, HI]")
     sign.add_argument("--flow-steps", type=int, default=None, dest="flow_steps", help="Karras grid size of L_flow")
+    latent_cli.add_arguments(p)
 
 
 def _method(name: str):
@@ -95,6 +97,8 @@ def _method(name: str):
 
 
 def run(args) -> int:
+    if args.preset in latent_cli.LATENT_PRESET_NAMES:  # latent text-to-image teachers: SiD-LSG
+        return latent_cli.run(args)
     config_class, make_config, trainer_class = _method(args.method)
     fields = {f.name for f in dataclasses.fields(config_class)}
     given = {k: v for k, v in vars(args).items() if v is not None and k not in ("preset", "method", "no_progress")}
