@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 
 from sidkernels.distill.config import PRECISIONS, PRESETS, DistillConfig
+from sidkernels.distill.lr_schedule import LR_SCHEDULES
 from sidkernels.latent import cli as latent_cli
 
 METHODS = ("sid", "sida", "sign")
@@ -24,7 +25,8 @@ def add_arguments(p) -> None:
     p.add_argument("--method", default="sid", choices=METHODS)
     p.add_argument("--preset", default="mixture", choices=sorted(PRESETS) + latent_cli.LATENT_PRESET_NAMES)
     p.add_argument("--teacher", default=None, help="teacher checkpoint (EDM/SiD pickle, SiD .pt state or "
-                   "our .safetensors), or 'random' for a random-init teacher of the preset's architecture")
+                   "our .safetensors), 'random' for a random-init teacher of the preset's architecture, or (mixture) 'exact' "
+                   "for the analytic denoiser (G and the fake score then start from the cached network teacher)")
     p.add_argument("--out", default=None, help="run directory (default runs/sid-PRESET)")
     p.add_argument("--kimg", type=float, default=None, help="generator-update images to train on, thousands")
     p.add_argument("--resume", default=None, help="training state to continue from, or 'auto' (newest in --out)")
@@ -33,6 +35,13 @@ def add_arguments(p) -> None:
     p.add_argument("--alpha", type=float, default=None)
     p.add_argument("--lr", type=float, default=None, help="fake-score learning rate")
     p.add_argument("--glr", type=float, default=None, help="generator learning rate")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None, dest="lr_schedule",
+                   help="both learning rates over the run (cosine: decay to 0 at --kimg)")
+    p.add_argument("--ema", type=float, default=None, dest="ema_halflife_kimg", help="G_ema half-life in kimg")
+    p.add_argument("--fake-updates", type=int, default=None, dest="fake_updates",
+                   help="fake-score updates per generator update")
+    p.add_argument("--student-channels", type=int, default=None, dest="student_channels",
+                   help="mixture: start G and the fake score from the cached network teacher of this width")
     p.add_argument("--augment", type=float, default=None, help="fake-score augmentation probability p "
                    "(SiD; preset default: 0.12 CIFAR-10, 0.15 FFHQ/AFHQ, 0 otherwise)")
     p.add_argument("--precision", choices=PRECISIONS, default=None)
@@ -70,7 +79,6 @@ def add_arguments(p) -> None:
     sign.add_argument("--time-mode", choices=("fixed", "estimated", "none"), default=None, dest="time_mode")
     for term in ("idem", "flow", "dmd", "reg"):
         sign.add_argument(f"--lambda-{term}", type=float, default=None, dest=f"lambda_{term}")
-    sign.add_argument("--fake-updates", type=int, default=None, dest="fake_updates")
     sign.add_argument("--reg-levels", choices=("end", "trajectory"), default=None, dest="reg_levels",
                       help="L_reg inputs: the latents only, or every state of their teacher trajectories")
     sign.add_argument("--reg-pair-dtype", choices=("float32", "float16", "bfloat16"), default=None,

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 
+from sidkernels.distill.lr_schedule import LR_SCHEDULES
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclasses.dataclass
 class DistillConfig:
     preset: str = "mixture"
-    teacher: str | None = None          # checkpoint path or "random"; mixture: None = train/cache one
+    teacher: str | None = None          # checkpoint path or "random"; mixture: None = train/cache one, "exact" = analytic
+    student_channels: int | None = None  # mixture: G and the fake score start from the cached network of this width
     out: str = "runs/sid-mixture"
     kimg: float = 40.0                  # generator-update images to train on, in thousands
     batch: int = 64                     # global batch per optimiser step
@@ -25,10 +28,12 @@ class DistillConfig:
     init_sigma: float = 2.5
     lr: float = 1e-5                    # fake-score Adam learning rate
     glr: float = 1e-5                   # generator Adam learning rate
+    lr_schedule: str = "constant"       # both learning rates over the run: constant | cosine (decay to 0 at kimg)
     g_beta1: float = 0.0
     adam_eps: float = 1e-8
     lsg: float = 100.0                  # generator loss scale
     ls: float = 1.0                     # fake-score loss scale
+    fake_updates: int = 1               # fake-score updates per generator update
     augment: float = 0.0                # fake-score step: probability p of each geometric augmentation
     ema_halflife_kimg: float = 500.0
     ema_rampup: float | None = 0.05
@@ -66,6 +71,15 @@ class DistillConfig:
             raise ValueError(f"augment (a probability) must be in [0, 1], got {self.augment}")
         if not 0 < self.tmax <= 1000:
             raise ValueError(f"tmax must be in (0, 1000], got {self.tmax}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.fake_updates < 1:
+            raise ValueError(f"fake_updates must be >= 1, got {self.fake_updates}")
+        if self.preset != "mixture" and (self.teacher == "exact" or self.student_channels is not None):
+            raise ValueError(f"teacher='exact' and student_channels need preset 'mixture' (the analytic target), "
+                             f"got preset {self.preset!r}")
+        if self.student_channels is not None and self.student_channels < 1:
+            raise ValueError(f"student_channels must be a positive width, got {self.student_channels}")
         if self.preset != "mixture" and self.teacher is None:
             raise ValueError(f"preset {self.preset!r} needs --teacher PATH (an official EDM pickle, a SiD state "
                              f"or our safetensors) or --teacher random")

@@ -27,6 +27,8 @@ from sidkernels.distill import dist, state
 from sidkernels.distill.augment import AUGMENT_DIM, augment_dim
 from sidkernels.distill.config import DistillConfig
 from sidkernels.distill.ema import ema_beta, update_ema
+from sidkernels.distill.exact_teacher import ExactTeacher
+from sidkernels.distill.lr_schedule import lr_factor
 from sidkernels.distill.metrics import exact_metrics
 from sidkernels.distill.mixture import DigitMixture
 from sidkernels.distill.report import append_jsonl, plot_metrics, read_jsonl
@@ -83,9 +85,10 @@ class SiDTrainer:
             raise ValueError(f"augment={config.augment} needs a teacher (and so a fake-score network) with "
                              f"augment_dim {AUGMENT_DIM}; the {config.preset!r} network has augment_dim "
                              f"{augment_dim(self.teacher)}: set augment=0")
-        self.G = copy.deepcopy(self.teacher)
-        self.fake = copy.deepcopy(self.teacher)
-        self.G_ema = copy.deepcopy(self.teacher)
+        start = self._student_start()
+        self.G = copy.deepcopy(start)
+        self.fake = copy.deepcopy(start)
+        self.G_ema = copy.deepcopy(start)
         if config.channels_last:
             for net in (self.teacher, self.G, self.fake, self.G_ema):
                 net.to(memory_format=torch.channels_last)
@@ -125,11 +128,22 @@ class SiDTrainer:
             if cfg.teacher == "random":
                 with _seeded(cfg.seed):
                     return mixture_network(**dropout)
+            if cfg.teacher == "exact":
+                return ExactTeacher(self.mixture)
             return self._load_into(mixture_network(**dropout), cfg.teacher)
         from sidkernels.networks import build_preset
         with _seeded(cfg.seed):
             net = build_preset(cfg.preset, **dropout)
         return net if cfg.teacher == "random" else self._load_into(net, cfg.teacher)
+
+    def _student_start(self) -> torch.nn.Module:
+        """What G, the fake score and G_ema start from: the teacher; the cached network teacher of the mixture
+        (of width ``student_channels``, default 32) when the teacher is analytic or a width is given."""
+        cfg = self.cfg
+        if cfg.teacher != "exact" and cfg.student_channels is None:
+            return self.teacher
+        overrides = None if cfg.student_channels is None else {"model_channels": cfg.student_channels}
+        return cached_teacher(self.mixture, self.device, net_overrides=overrides, progress=self.progress)
 
     def _load_into(self, net: torch.nn.Module, path: str) -> torch.nn.Module:
         loaded = load_checkpoint(path)
@@ -185,9 +199,19 @@ class SiDTrainer:
             torch.nn.utils.clip_grad_norm_(params, clip)
         if clip_value is not None:
             torch.nn.utils.clip_grad_value_(params, clip_value)
+        self._schedule_lr(opt)
         scaler.step(opt)
         scaler.update()
         return total
+
+    def _schedule_lr(self, opt) -> None:
+        """This step's learning rates: the initial ones (kept in the param groups, so resumes see them) times
+        ``lr_factor(lr_schedule, cur_nimg / total)``; a constant schedule leaves the optimiser untouched."""
+        if self.cfg.lr_schedule == "constant":
+            return
+        factor = lr_factor(self.cfg.lr_schedule, self.cur_nimg / (self.cfg.kimg * 1000))
+        for group in opt.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
     def step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One SiD iteration; returns (fake-score loss, generator loss) as device tensors."""
@@ -204,7 +228,8 @@ class SiDTrainer:
             return self.generator_loss(self.G, self.teacher, self.fake, z, labels, init_sigma=cfg.init_sigma,
                                        alpha=cfg.alpha, tmax=cfg.tmax, scale=scale_G, net_dtype=self.net_dtype)
 
-        loss_fake = self._update(self.fake, self.opt_fake, self.scaler_fake, fake_round)
+        for _ in range(cfg.fake_updates):
+            loss_fake = self._update(self.fake, self.opt_fake, self.scaler_fake, fake_round)
         loss_G = self._update(self.G, self.opt_G, self.scaler_G, generator_round)
         self._advance()
         return loss_fake, loss_G

@@ -30,7 +30,6 @@ class SIGNConfig(DistillConfig):
     dist_reg: str = "l2"
     flow_steps: int = 18                # Karras grid size N of L_flow
     score_loss: str = "dmd"             # dmd (normalised score difference) | sid (the SiD generator loss)
-    fake_updates: int = 1               # fake-score updates per student update
     dmd_renoise: float = 0.0            # fraction of DMD/fake samples made by one re-noised step f(sg f(z) + s eps) [R]
     dmd_renoise_range: tuple = (0.2, 5.0)  # s log-uniform in this range
     renoise: dict = dataclasses.field(default_factory=dict)  # {K: re-noising levels} tuned for this preset

@@ -124,3 +124,70 @@ def test_preset_takes_steps_with_a_random_teacher(preset, tmp_path):
     assert all(torch.isfinite(l).all() for l in losses)
     assert any(not torch.equal(p, q) for p, q in zip(before, trainer.G.parameters()))
     assert trainer.cur_nimg == 4
+
+
+# ---------------------------------------------------------------- study options: exact teacher, width, fake updates, lr
+def _cache_stub(monkeypatch, make):
+    """Replace the trainer's cached network teacher (the start of G and the fake score) by ``make(overrides)``."""
+    from sidkernels.distill import trainer as trainer_module
+    calls = []
+
+    def cached(mixture, device, *, net_overrides=None, progress=True):
+        calls.append(net_overrides)
+        return make(net_overrides).to(device)
+
+    monkeypatch.setattr(trainer_module, "cached_teacher", cached)
+    return calls
+
+
+def test_exact_teacher_run_starts_from_the_network_teacher(tmp_path, mixture_teacher_path, monkeypatch):
+    from sidkernels.checkpoint import load_checkpoint
+    from sidkernels.distill.exact_teacher import ExactTeacher
+    calls = _cache_stub(monkeypatch, lambda overrides: load_checkpoint(mixture_teacher_path))
+    trainer = SiDTrainer(config(tmp_path, teacher="exact", kimg=2.0, tick_kimg=1.0, teacher_eval_samples=500),
+                         progress=False)
+    assert isinstance(trainer.teacher, ExactTeacher) and calls == [None]
+    start = load_checkpoint(mixture_teacher_path)
+    for net in (trainer.G, trainer.fake, trainer.G_ema):
+        assert all(torch.equal(a, b) for a, b in zip(net.parameters(), start.parameters()))
+    fd_start = exact_metrics(trainer.mixture, trainer.sample(1000))["fd"]
+    records = trainer.run()
+    assert records[-1]["fd"] < 0.65 * fd_start, (fd_start, records[-1]["fd"])  # measured: 8.24 -> 4.30
+    assert trainer.teacher_metrics["nll"] < 0  # the exact ODE's samples sit on the components (a network's: > 3)
+
+
+def test_student_width_and_fake_updates(tmp_path, mixture_teacher_path, monkeypatch):
+    calls = _cache_stub(monkeypatch, lambda overrides: mixture_network(**overrides))
+    trainer = SiDTrainer(config(tmp_path, teacher=mixture_teacher_path, student_channels=16, fake_updates=3, batch=8),
+                         progress=False)
+    assert calls == [{"model_channels": 16}]
+    assert trainer.G.init_kwargs["model_channels"] == trainer.fake.init_kwargs["model_channels"] == 16
+    assert trainer.teacher.init_kwargs["model_channels"] == 32
+    for _ in range(2):
+        trainer.step()
+    steps = {name: opt.state_dict()["state"][0]["step"].item() for name, opt in
+             (("G", trainer.opt_G), ("fake", trainer.opt_fake))}
+    assert steps == {"G": 2, "fake": 6}
+
+
+def test_cosine_schedule_sets_the_learning_rates_and_resumes_bitwise(tmp_path):
+    import math
+    common = dict(teacher="random", kimg=0.048, batch=8, tick_kimg=0.024, snap_ticks=1, lr_schedule="cosine",
+                  fake_updates=2)
+    assert_resume_is_bitwise(SiDTrainer, lambda path, **kw: config(path, **common, **kw), tmp_path)
+    trainer = SiDTrainer(config(tmp_path / "c", **common), progress=False)
+    trainer.run()
+    last = 1e-4 * 0.5 * (1 + math.cos(math.pi * 40 / 48))  # the 6th step starts at 40 of 48 images
+    for opt in (trainer.opt_G, trainer.opt_fake):
+        assert opt.param_groups[0]["lr"] == pytest.approx(last) and opt.param_groups[0]["initial_lr"] == 1e-4
+
+
+def test_study_options_are_validated(tmp_path):
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        config(tmp_path, lr_schedule="linear").validate()
+    with pytest.raises(ValueError, match="fake_updates must be >= 1"):
+        config(tmp_path, fake_updates=0).validate()
+    with pytest.raises(ValueError, match="student_channels must be a positive width"):
+        config(tmp_path, student_channels=0).validate()
+    with pytest.raises(ValueError, match="need preset 'mixture'"):
+        preset_config("cifar10-uncond", teacher="exact").validate()
