@@ -1,4 +1,4 @@
-"""EDM's 2nd-order Heun sampler for the probability-flow ODE, with optional stochastic churn (SID.md 5.5).
+"""EDM's 2nd-order Heun sampler for the probability-flow ODE, with optional stochastic churn (docs/networks.md §4).
 
 Noise levels (float64, then ``net.round_sigma``)::
 

@@ -1,4 +1,4 @@
-"""Noise-level samplers of SiD (SID.md 1.2 and 2.3)."""
+"""Noise-level samplers of SiD (docs/sid.md §1.2)."""
 from __future__ import annotations
 
 import torch

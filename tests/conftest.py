@@ -31,7 +31,7 @@ def mixture_teacher_path(tmp_path_factory):
     embedded default trains longer and caches its teacher)."""
     from sidkernels.checkpoint import save_network
     from sidkernels.distill.mixture import DigitMixture
-    from sidkernels.distill.teacher import mixture_network, train_teacher
+    from sidkernels.distill.mixture_teacher import mixture_network, train_teacher
 
     net = train_teacher(DigitMixture.from_digits(), mixture_network(), iterations=250, batch=128, lr=2e-3,
                         ema_halflife_kimg=5.0, seed=0, device=torch.device("cpu"), progress=False)

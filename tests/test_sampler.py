@@ -1,4 +1,4 @@
-"""EDM Heun sampler (SID.md 5.5) on an analytic Gaussian denoiser, whose probability-flow ODE is solvable.
+"""EDM Heun sampler (docs/networks.md §4) on an analytic Gaussian denoiser, whose probability-flow ODE is solvable.
 
 For data ~ N(mu, s^2 I) the exact denoiser is D(x, sigma) = (s^2 x + sigma^2 mu) / (s^2 + sigma^2), and the
 ODE dx/dsigma = (x - D) / sigma maps x_T at sigma_max to x_0 = mu + (x_T - mu) s / sqrt(s^2 + sigma_max^2).

@@ -1,4 +1,4 @@
-"""Sigma samplers against their closed forms (SID.md 1.2, 2.3)."""
+"""Sigma samplers against their closed forms (docs/sid.md §1.2)."""
 import math
 
 import pytest
@@ -15,7 +15,7 @@ def test_sid_sampler_range_and_quantiles():
     lo, hi = 0.002 ** (1 / 7), 80 ** (1 / 7)
     for t, p_spec in ((0.1, 0.26), (0.96, 0.5), (2.5, 0.62)):
         p = (1 - (t ** (1 / 7) - hi) / (lo - hi)) / 0.8
-        assert abs(p - p_spec) < 0.01  # SID.md 1.2: median ~0.96, P(sigma > 2.5) ~0.38, P(sigma < 0.1) ~0.26
+        assert abs(p - p_spec) < 0.01  # docs/sid.md §1.2: median ~0.96, P(sigma > 2.5) ~0.38, P(sigma < 0.1) ~0.26
         assert abs((s <= t).double().mean().item() - p) < 0.005
     assert abs(s.median().item() - 0.96) < 0.03
 

@@ -33,6 +33,7 @@ _FACTORS = {
     "ema-short": dict(ema_halflife_kimg=0.5),
     "ema-long": dict(ema_halflife_kimg=10.0, ema_rampup=0.25),
     "alpha1.0": dict(alpha=1.0),
+    "gbeta0.9": dict(g_beta1=0.9),
     "fake2": dict(fake_updates=2),
     "batch32": dict(batch=32),
     "batch128": dict(batch=128),
@@ -42,8 +43,8 @@ _FACTORS = {
     "isig5": dict(init_sigma=5.0),
     "width64": dict(student_channels=64),
 }
-_NETWORK_FACTORS = ("default", "lr3e-5", "lr3e-4", "cosine", "ema-short", "ema-long", "alpha1.0", "fake2", "batch128",
-                    "tmax400", "isig1", "width64")
+_NETWORK_FACTORS = ("default", "lr3e-5", "lr3e-4", "cosine", "ema-short", "ema-long", "alpha1.0", "gbeta0.9", "fake2",
+                    "batch128", "tmax400", "isig1", "width64")
 STUDY: dict[str, tuple[int, dict]] = {}
 for _name, _over in _FACTORS.items():
     STUDY[f"exact-{_name}"] = (1, dict(_over, teacher="exact"))
@@ -61,7 +62,7 @@ def reference(path: Path) -> dict:
     from sidkernels.distill.exact_teacher import ExactTeacher
     from sidkernels.distill.metrics import exact_metrics
     from sidkernels.distill.mixture import DigitMixture
-    from sidkernels.distill.teacher import cached_teacher
+    from sidkernels.distill.mixture_teacher import cached_teacher
 
     mixture = DigitMixture.from_digits()
     teachers = {"network": cached_teacher(mixture, torch.device("cpu")), "exact": ExactTeacher(mixture)}

@@ -4,7 +4,7 @@ A *row* is a set of speed levers applied to :class:`sidkernels.distill.SiDTraine
 random-init teacher (``teacher="random"``) and the preset's official batch and micro-batch:
 
 =================  ==============================================================================
-lever              off (official recipe, SID.md 4.2)          on
+lever              off (official recipe, docs/sid.md §2.5)          on
 =================  ==============================================================================
 ``bf16``           fp32, no autocast                          bf16 autocast (``precision="bf16"``)
 ``tf32``           TF32 off for fp32 matmuls/convs            TF32 on (``tf32=True``)
@@ -22,7 +22,7 @@ all four networks; the two optimisers rebuilt with the same hyper-parameters bef
 
 Measurement: ``warmup`` iterations (compilation, cuDNN autotuning, allocator growth), then ``iters``
 iterations each timed alone (device synchronised before and after, ``time.perf_counter``); quantiles over
-those iterations.  Images/s counts generator-update images (the global batch per iteration, SID.md 4.1).
+those iterations.  Images/s counts generator-update images (the global batch per iteration, docs/sid.md §2.1).
 Peak memory: ``torch.cuda.max_memory_allocated`` over the timed iterations.  Model FLOPs per iteration:
 ``torch.utils.flop_counter.FlopCounterMode`` over one eager fp32 iteration of the official recipe at one
 micro-batch, times the accumulation rounds (FLOPs are linear in the batch); the same count serves every
@@ -135,7 +135,7 @@ def batch_plan(preset: str, batch: int | None = None, batch_gpu: int | None = No
 def image_shape(preset: str) -> tuple[int, int, int]:
     """(channels, height, width) of ``preset``'s images."""
     if preset == "mixture":
-        from sidkernels.distill.teacher import MIXTURE_NET as kw
+        from sidkernels.distill.mixture_teacher import MIXTURE_NET as kw
     else:
         from sidkernels.networks.presets import preset_kwargs
         kw = preset_kwargs(preset)

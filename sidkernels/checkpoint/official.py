@@ -1,4 +1,4 @@
-"""Official EDM / SiD checkpoints without EDM's code (SID.md 6).
+"""Official EDM / SiD checkpoints without EDM's code (docs/checkpoint-formats.md and docs/networks.md §6).
 
 * EDM snapshot ``.pkl``: ``dict(ema=<EDMPrecond>, loss_fn=..., augment_pipe=..., dataset_kwargs=...)``;
 * SiD snapshot ``.pkl``: ``dict(ema=<EDMPrecond>)``;
@@ -140,7 +140,7 @@ def infer_unet_layout(model: PersistentRecord) -> dict:
 
 
 def constructor_kwargs(record: PersistentRecord, source: str = "checkpoint") -> dict:
-    """Keywords that rebuild ``record`` with our class of the same name (SID.md 6.3)."""
+    """Keywords that rebuild ``record`` with our class of the same name (docs/networks.md §6)."""
     cls = NETWORK_CLASSES.get(record.class_name)
     if cls is None:
         raise CheckpointError(f"{source}: network class {record.class_name!r} is not supported; "

@@ -1,4 +1,4 @@
-"""Reading EDM / SiD pickles without running anything from them (SID.md 6.2-6.5).
+"""Reading EDM / SiD pickles without running anything from them (docs/checkpoint-formats.md).
 
 EDM's persistence layer pickles every network object as ``_reconstruct_persistent_obj(meta)`` where ``meta``
 holds the *source code* of the defining module, the class name and the object's ``__dict__``; the normal

@@ -1,4 +1,4 @@
-"""Storages and tensors of a pickled checkpoint, rebuilt by our own checked functions (SID.md 6.4).
+"""Storages and tensors of a pickled checkpoint, rebuilt by our own checked functions (docs/checkpoint-formats.md, "Formats").
 
 A pickle names ``torch._utils._rebuild_tensor_v2`` / ``_rebuild_parameter`` and, for each storage, either a
 persistent id into a ``torch.save`` archive or ``torch.storage._load_from_bytes(b)`` with ``b`` a complete

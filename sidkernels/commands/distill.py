@@ -37,7 +37,8 @@ def add_arguments(p) -> None:
     p.add_argument("--glr", type=float, default=None, help="generator learning rate")
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None, dest="lr_schedule",
                    help="both learning rates over the run (cosine: decay to 0 at --kimg)")
-    p.add_argument("--ema", type=float, default=None, dest="ema_halflife_kimg", help="G_ema half-life in kimg")
+    p.add_argument("--ema-halflife", type=float, default=None, dest="ema_halflife_kimg", metavar="KIMG",
+                   help="G_ema half-life in kimg")
     p.add_argument("--fake-updates", type=int, default=None, dest="fake_updates",
                    help="fake-score updates per generator update")
     p.add_argument("--student-channels", type=int, default=None, dest="student_channels",

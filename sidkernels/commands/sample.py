@@ -49,7 +49,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sign-steps", type=int, default=None, metavar="K",
                         help="SIGN student: K steps, x <- f(80 z), then x <- f(x + s_k eps) (K evaluations)")
     parser.add_argument("--renoise", type=float, nargs="+", default=None, metavar="S",
-                        help="SIGN re-noising levels (K-1 of them; default: the run's config.json, else SIGN.md's)")
+                        help="SIGN re-noising levels (K-1 of them; default: the run's config.json, else the defaults of docs/sign.md §8)")
     parser.add_argument("--time-mode", choices=("fixed", "estimated", "none"), default=None,
                         help="SIGN student's time mode (default: the run's config.json, else fixed)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")

@@ -1,4 +1,4 @@
-"""Non-leaking geometric augmentation of the fake-score step (SID.md 2, item 2): EDM's ADA-style pipe with
+"""Non-leaking geometric augmentation of the fake-score step (docs/sid.md §2.4): EDM's ADA-style pipe with
 SiD's settings, written from its description.
 
 With probability ``p`` each, per sample and independently (x-flip is always a fair coin):
@@ -107,6 +107,6 @@ def apply_augment(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torc
 
 
 def augment(images: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(augmented images, labels [N, 9])`` at probability ``p`` (SID.md 2: 0.12 CIFAR-10, 0.15 FFHQ/AFHQ)."""
+    """``(augmented images, labels [N, 9])`` at probability ``p`` (docs/sid.md §2.4: 0.12 CIFAR-10, 0.15 FFHQ/AFHQ)."""
     params = draw_augment_params(images.shape[0], p, images.device)
     return apply_augment(images, params), augment_labels(params)

@@ -1,4 +1,4 @@
-"""Run configuration of a SiD distillation and the presets of the official runs (SID.md 4.6).
+"""Run configuration of a SiD distillation and the presets of the official runs (docs/sid.md §3.1).
 
 ``mixture`` is the embedded default (digit mixture, small teacher trained in place, exact metrics); the
 other presets reproduce the official hyper-parameters for their EDM teachers, including the fake-score
@@ -38,18 +38,25 @@ class DistillConfig:
     ema_halflife_kimg: float = 500.0
     ema_rampup: float | None = 0.05
     dropout: float | None = None        # None: the preset's
-    precision: str = "auto"             # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 (autocast) | fp16 (+ scaling)
+    precision: str = "auto"             # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16 (autocast; static scales)
     tf32: bool = False                  # TF32 matmuls/convs in fp32 runs
     compile: bool = False
+    compile_backend: str = "inductor"   # torch.compile backend of the objectives (tests use aot_eager)
+    cuda_graphs: bool = False           # with compile: the objectives in CUDA graphs, capturable Adam (no host syncs)
     channels_last: bool = True
     fused: bool = True                  # fused ops (False: plain PyTorch references, the official recipe)
+    fused_adam: bool | None = None      # Adam's fused implementation (None: on CUDA; foreach on the CPU)
     seed: int = 0
     tick_kimg: float = 4.0              # report interval
     snap_ticks: int = 5                 # training state every this many ticks (and at the end)
     eval_samples: int = 2000            # G_ema samples per report on the mixture
     teacher_eval_samples: int = 2000    # teacher Heun samples for the mixture baseline (0: skip)
-    device: str = "auto"
+    device: str = "auto"                # auto: CUDA if available (under torchrun the rank's cuda:LOCAL_RANK), else CPU
     resume: str | None = None           # a training state, or "auto": the newest one in ``out``
+    keep_states: int = 3                # training states kept in ``out`` (older ones are deleted after each save)
+    data: str | None = None             # a data set in EDM's layout: SiD takes its class labels (the empirical
+                                        # prior), SiDA and SIGN its images too
+    data_workers: int = 2               # DataLoader worker processes decoding the images
     fid_every_kimg: float | None = None  # image presets: FID of G_ema every this many kimg (None: off)
     fid_num: int = 50_000               # generated images per FID
     detector: str | None = None         # FID detector file or URL (TorchScript inception-2015-12-05.pt)
@@ -80,6 +87,13 @@ class DistillConfig:
                              f"got preset {self.preset!r}")
         if self.student_channels is not None and self.student_channels < 1:
             raise ValueError(f"student_channels must be a positive width, got {self.student_channels}")
+        if self.keep_states < 1:
+            raise ValueError(f"keep_states must be >= 1 (the newest state is what --resume continues), got "
+                             f"{self.keep_states}")
+        if self.cuda_graphs and not self.compile:
+            raise ValueError("cuda_graphs needs compile=True (the objectives are captured by torch.compile)")
+        if self.data_workers < 0:
+            raise ValueError(f"data_workers must be >= 0, got {self.data_workers}")
         if self.preset != "mixture" and self.teacher is None:
             raise ValueError(f"preset {self.preset!r} needs --teacher PATH (an official EDM pickle, a SiD state "
                              f"or our safetensors) or --teacher random")
@@ -103,7 +117,7 @@ class DistillConfig:
                              "`sidkernels fid-ref DATA --detector PATH --out REF.npz`)")
 
 
-# Official hyper-parameters (SID.md 4.6); batch_gpu from run_sid.sh (4 GPUs there: same micro-batch here).
+# Official hyper-parameters (docs/sid.md §3.1); batch_gpu from run_sid.sh (4 GPUs there: same micro-batch here).
 PRESETS: dict[str, dict] = {
     "mixture": dict(kimg=40.0, batch=64, lr=1e-4, glr=1e-4, ema_halflife_kimg=4.0, tick_kimg=4.0, snap_ticks=5),
     "cifar10-uncond": dict(batch=256, batch_gpu=16, alpha=1.2, lr=1e-5, glr=1e-5, dropout=0.13, augment=0.12,

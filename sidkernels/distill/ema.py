@@ -1,4 +1,4 @@
-"""Exponential moving average of the generator (SID.md 4.1 step 3), over parameters only.
+"""Exponential moving average of the generator (docs/sid.md §2.2), over parameters only.
 
     h = ema_halflife_kimg * 1000;  h = min(h, cur_nimg * rampup) if rampup;  beta = 0.5 ** (batch / max(h, 1e-8))
     p_ema <- lerp(p, p_ema, beta) = p_ema + (1 - beta) (p - p_ema)

@@ -16,7 +16,7 @@ discretisation and SiD's own floor.
 
 What the analytic teacher does not provide is a network to start the one-step generator and the fake
 score from.  SiD starts both from the teacher; with ``teacher="exact"`` the trainer starts them from the
-cached network teacher of the mixture (:func:`sidkernels.distill.teacher.cached_teacher`), the same network
+cached network teacher of the mixture (:func:`sidkernels.distill.mixture_teacher.cached_teacher`), the same network
 the ``teacher=None`` runs distil, so an exact-teacher run and a network-teacher run differ only in f_phi.
 """
 from __future__ import annotations

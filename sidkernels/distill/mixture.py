@@ -21,6 +21,7 @@ class DigitMixture:
     means: torch.Tensor    # [K, 1, 8, 8], float64
     classes: torch.Tensor  # [K], digit class of each component
     std: float             # s, the per-component standard deviation
+    _copies: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_digits(cls, per_class: int = 20, std: float = 0.1, seed: int = 0) -> "DigitMixture":
@@ -47,11 +48,18 @@ class DigitMixture:
     def dim(self) -> int:
         return self.means[0].numel()
 
-    def sample(self, n: int, generator: torch.Generator | None = None, dtype=torch.float32):
-        """Exact samples ``[n, 1, 8, 8]`` and their components' digit classes."""
-        k = torch.randint(len(self.means), (n,), generator=generator)
-        noise = torch.randn((n, *self.shape), generator=generator, dtype=torch.float64)
-        return (self.means[k] + self.std * noise).to(dtype), self.classes[k]
+    def sample(self, n: int, generator: torch.Generator | None = None, dtype=torch.float32, device=None):
+        """Exact samples ``[n, 1, 8, 8]`` and their components' digit classes, drawn on ``device`` (default the
+        CPU; a training loop draws on its GPU, with no copy from the host)."""
+        means, classes = self._on(torch.device("cpu") if device is None else torch.device(device))
+        k = torch.randint(len(means), (n,), generator=generator, device=means.device)
+        noise = torch.randn((n, *self.shape), generator=generator, dtype=torch.float64, device=means.device)
+        return (means[k] + self.std * noise).to(dtype), classes[k]
+
+    def _on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._copies:
+            self._copies[device] = (self.means.to(device), self.classes.to(device))
+        return self._copies[device]
 
     def _log_resp(self, y: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
         """Unnormalised log responsibilities ``[N, K]`` for points y with per-sample variance ``var [N]``."""

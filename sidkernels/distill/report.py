@@ -13,6 +13,19 @@ def append_jsonl(path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def keep_rows(path, keep) -> int:
+    """Rewrite the JSON-lines file ``path`` (atomically) with only the rows for which ``keep(row)`` holds;
+    returns how many were dropped."""
+    path = Path(path)
+    rows = read_jsonl(path)
+    kept = [row for row in rows if keep(row)]
+    if len(kept) != len(rows):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
+        tmp.replace(path)
+    return len(rows) - len(kept)
+
+
 def read_jsonl(path) -> list[dict]:
     path = Path(path)
     if not path.is_file():

@@ -1,4 +1,4 @@
-"""Configuration of a SiDA distillation (adversarial SiD, SID.md 7.2): the SiD run configuration plus the
+"""Configuration of a SiDA distillation (adversarial SiD, docs/sid.md §4): the SiD run configuration plus the
 adversarial term's scales and schedule, real data, and the optional SiD generator to start from (SiD^2A).
 
 Official SiDA settings: alpha 1, lr 1e-5 (ImageNet 4e-6), batch-gpu 32, lsg_gan 0.01, lsd 1, G updates only
@@ -13,8 +13,6 @@ from sidkernels.distill.config import PRESETS, DistillConfig, make_config
 
 @dataclasses.dataclass
 class SiDAConfig(DistillConfig):
-    data: str | None = None             # real images (EDM dataset folder/zip); the mixture draws exact samples
-    data_workers: int = 2               # DataLoader worker processes decoding the images
     sid_model: str | None = None        # SiD^2A: start G and G_ema from this SiD generator (fake score: teacher)
     lsg_gan: float = 0.01               # generator GAN loss scale
     lsd: float = 1.0                    # discriminator loss scale
@@ -35,8 +33,6 @@ class SiDAConfig(DistillConfig):
         if self.lsg_gan < 0 or self.lsd < 0 or (self.d_clip is not None and self.d_clip <= 0):
             raise ValueError(f"need lsg_gan >= 0, lsd >= 0 and d_clip > 0 (or None), got {self.lsg_gan}, "
                              f"{self.lsd}, {self.d_clip}")
-        if self.data_workers < 0:
-            raise ValueError(f"data_workers must be >= 0, got {self.data_workers}")
 
 
 SIDA_PRESETS = {

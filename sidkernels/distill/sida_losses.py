@@ -1,4 +1,4 @@
-"""The two SiDA objectives for one micro-batch (adversarial SiD, SID.md 7.2), written with the fused ops.
+"""The two SiDA objectives for one micro-batch (adversarial SiD, docs/sid.md §4), written with the fused ops.
 
 The fake-score network f_psi doubles as the discriminator: its logit map l(x) ``[N, 1, r, r]`` is the
 channel mean of its deepest encoder features (:mod:`sidkernels.networks.discriminator`).  With

@@ -1,56 +1,63 @@
-"""SiD distillation loop (SID.md section 4): per iteration one fake-score update, then one generator
-update, then the generator EMA.
+"""SiD distillation loop (docs/sid.md): per iteration one fake-score update, then one generator update, then the
+generator EMA.
 
     fake step:  L_psi = ls/B * sum lambda(sigma) |f_psi(y + sigma eps) - y|^2,   y = G(z) (eval, no grad)
     G step:     L_G   = lsg/B * sum SiD(f_phi(x_t), f_psi(x_t), x_g),           x_t = G(z) + sigma eps
-    both:       nan_to_num on the gradients, Adam (constant lr, no clipping), accumulation over R rounds
+    both:       accumulation over R rounds, nan_to_num on the gradients, Adam (no clipping; static loss scales)
 
-Speed levers, each switchable: fused ops (``fused``), bf16/fp16 autocast (``precision``), ``torch.compile``
-of both per-round objectives (``compile``), channels_last, fused Adam on CUDA.  Checkpoints are single
-safetensors files written atomically; ``resume`` continues exactly (bitwise on CPU).
+A run is built in three stages, each taking only what it needs, so SiD, SiDA, SIGN and other teachers plug in
+without reaching into each other: the teacher provider (:func:`sidkernels.distill.teachers.provide_teacher`,
+overridable as :meth:`SiDTrainer.provide_teacher` or by passing ``teacher=``), the training state
+(:class:`sidkernels.distill.state.TrainingState`: G, the fake score, G_ema, optimisers, counters) and the loop
+(this class: :meth:`step`, :meth:`run`, reports, checkpoints).
+
+Randomness: every accumulation round reseeds torch's generators from (seed, iteration, phase, the round's
+index in the global batch), so a run's draws do not depend on the world size, the split into micro-batches
+or a resume: one process and any number of torchrun ranks train on the same samples.
+
+Speed levers, each switchable: fused ops (``fused``; the generator loss is then fused from the networks' raw
+outputs), bf16/fp16 autocast (``precision``), ``torch.compile`` of both per-round objectives (``compile``, with
+``cuda_graphs`` for CUDA graphs and capturable Adam), channels_last, fused Adam.  A step makes no host
+synchronisation outside the optimisers' bookkeeping (the value checks of the ops are off: sigma is positive by
+construction).  Checkpoints are single safetensors files written atomically; ``resume`` continues exactly
+(bitwise on CPU) and drops report rows written after the state it resumes from.
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from sidkernels._backend import use_backend
-from sidkernels.checkpoint import load_checkpoint, save_network
+from sidkernels._checks import value_checks
+from sidkernels.checkpoint import save_network
 from sidkernels.distill import dist, state
 from sidkernels.distill.augment import AUGMENT_DIM, augment_dim
 from sidkernels.distill.config import DistillConfig
 from sidkernels.distill.ema import ema_beta, update_ema
-from sidkernels.distill.exact_teacher import ExactTeacher
+from sidkernels.distill.image_data import ImageDataset
 from sidkernels.distill.lr_schedule import lr_factor
 from sidkernels.distill.metrics import exact_metrics
-from sidkernels.distill.mixture import DigitMixture
-from sidkernels.distill.report import append_jsonl, plot_metrics, read_jsonl
-from sidkernels.images import save_grid
+from sidkernels.distill.report import append_jsonl, keep_rows, plot_metrics, read_jsonl
 from sidkernels.distill.sid_losses import fake_score_loss_on_generator, generate, generator_loss
-from sidkernels.distill.teacher import cached_teacher, mixture_network
+from sidkernels.distill.teachers import Teacher, load_into, provide_teacher
+from sidkernels.images import save_grid
+from sidkernels.metrics.monitor import FIDMonitor
+from sidkernels.networks.precond import Preconditioner
 
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+FAKE_PHASE, GENERATOR_PHASE = 0, 1
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _seeded(seed: int):
-    """Build something (a random teacher) on its own RNG stream, reproducibly."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(torch.random.fork_rng(devices=[]))
-    torch.manual_seed(seed)
-    return stack
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` is bf16 on CUDA and fp32 on the CPU (bf16 autocast is slower there)."""
+    return ("bf16" if device.type == "cuda" else "fp32") if precision == "auto" else precision
 
 
 class SiDTrainer:
@@ -58,101 +65,89 @@ class SiDTrainer:
 
     method = "SiD"  # the progress bar's label
 
-    def __init__(self, config: DistillConfig, *, progress: bool = True, log=print):
-        self.cfg = config
-        self.device = _device(config.device)
+    def __init__(self, config: DistillConfig, *, progress: bool = True, log=print, teacher: Teacher | None = None):
+        self.cfg = cfg = config
+        self.device = dist.rank_device(cfg.device)
         self.rank, self.world = dist.init_from_env(self.device)
-        config.validate(self.world)
+        cfg.validate(self.world)
         self.progress = progress and self.rank == 0
         self.log = log if self.rank == 0 else (lambda *a, **k: None)
-        self.out = Path(config.out)
-        self.batch_rank = config.batch // self.world
-        self.micro = config.batch_gpu or self.batch_rank
+        self.out = Path(cfg.out)
+        self.batch_rank = cfg.batch // self.world
+        self.micro = cfg.batch_gpu or self.batch_rank
         self.rounds = self.batch_rank // self.micro
-        precision = config.precision
-        if precision == "auto":
-            precision = "bf16" if self.device.type == "cuda" else "fp32"  # bf16 autocast is slower on CPUs
+        precision = resolve_precision(cfg.precision, self.device)
         self.autocast_dtype = AUTOCAST[precision]
         self.net_dtype = self.autocast_dtype or torch.float32
         if self.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = config.tf32
-            torch.backends.cudnn.allow_tf32 = config.tf32
+            torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+            torch.backends.cudnn.allow_tf32 = cfg.tf32
             torch.backends.cudnn.benchmark = True
 
-        self.mixture = DigitMixture.from_digits() if config.preset == "mixture" else None
-        self.teacher = self._build_teacher().to(self.device).eval().requires_grad_(False)
-        if config.augment > 0 and augment_dim(self.teacher) != AUGMENT_DIM:
-            raise ValueError(f"augment={config.augment} needs a teacher (and so a fake-score network) with "
-                             f"augment_dim {AUGMENT_DIM}; the {config.preset!r} network has augment_dim "
-                             f"{augment_dim(self.teacher)}: set augment=0")
-        start = self._student_start()
-        self.G = copy.deepcopy(start)
-        self.fake = copy.deepcopy(start)
-        self.G_ema = copy.deepcopy(start)
-        if config.channels_last:
-            for net in (self.teacher, self.G, self.fake, self.G_ema):
-                net.to(memory_format=torch.channels_last)
-        dist.broadcast_parameters(self.G)
-        dist.broadcast_parameters(self.fake)
-        fused_adam = dict(fused=True) if self.device.type == "cuda" else dict(foreach=True)
-        eps = 1e-6 if precision == "fp16" else config.adam_eps
-        self.opt_fake = torch.optim.Adam(self.fake.parameters(), lr=config.lr, betas=(0.0, 0.999), eps=eps,
-                                         **fused_adam)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.glr, betas=(config.g_beta1, 0.999), eps=eps,
-                                      **fused_adam)
-        scaling = precision == "fp16"
-        self.scaler_fake = torch.amp.GradScaler(self.device.type, enabled=scaling)
-        self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=scaling)
-        self.generator_loss = generator_loss
-        self.fake_loss = fake_score_loss_on_generator
-        if config.compile:
-            self.generator_loss = torch.compile(generator_loss, fullgraph=True)
-            self.fake_loss = torch.compile(fake_score_loss_on_generator, fullgraph=True)
-        self.iteration = 0
-        self.cur_nimg = 0
-        self.teacher_metrics = None
+        source = teacher or self.provide_teacher()
+        self.teacher, self.mixture = source.score, source.mixture
+        if cfg.augment > 0 and augment_dim(source.init) != AUGMENT_DIM:
+            raise ValueError(f"augment={cfg.augment} needs a teacher (and so a fake-score network) with "
+                             f"augment_dim {AUGMENT_DIM}; the {cfg.preset!r} network has augment_dim "
+                             f"{augment_dim(source.init)}: set augment=0")
+        fused_adam = self.device.type == "cuda" if cfg.fused_adam is None else cfg.fused_adam
+        self.state = state.TrainingState.start(
+            source.init, lr=cfg.lr, glr=cfg.glr, g_beta1=cfg.g_beta1, eps=1e-6 if precision == "fp16" else cfg.adam_eps,
+            fused_adam=fused_adam, capturable=cfg.cuda_graphs and self.device.type == "cuda",
+            memory_format=self._memory_format())
+        self.teacher.to(memory_format=self._memory_format())
+        for net in (self.G, self.fake):
+            dist.broadcast_parameters(net)
+        self.G_train = dist.data_parallel(self.G, self.device)
+        self.fake_train = dist.data_parallel(self.fake, self.device)
+        self.label_pool = self._label_pool()
+        self.raw_outputs = cfg.fused and all(isinstance(n, Preconditioner) for n in (self.teacher, self.fake))
+        self.generator_loss = self._compiled(generator_loss)
+        self.fake_loss = self._compiled(fake_score_loss_on_generator)
         self.term_sums: dict[str, torch.Tensor] = {}  # loss terms summed since the last report (see _track)
         self.term_iterations = 0
-        if config.resume:
-            self._resume(config.resume)
-        else:
-            torch.manual_seed(config.seed * self.world + self.rank)
+        if cfg.resume:
+            self._resume(cfg.resume)
+        self.fid = FIDMonitor.from_config(cfg, device=self.device, start_kimg=self.cur_nimg / 1000, log=self.log,
+                                          progress=self.progress)
+
+    # ------------------------------------------------------------------ the state (its parts by name)
+    G = property(lambda self: self.state.G)
+    fake = property(lambda self: self.state.fake)
+    G_ema = property(lambda self: self.state.G_ema)
+    opt_G = property(lambda self: self.state.opt_G, lambda self, opt: setattr(self.state, "opt_G", opt))
+    opt_fake = property(lambda self: self.state.opt_fake, lambda self, opt: setattr(self.state, "opt_fake", opt))
+    iteration = property(lambda self: self.state.iteration)
+    cur_nimg = property(lambda self: self.state.cur_nimg)
+    teacher_metrics = property(lambda self: self.state.teacher_metrics)
 
     # ------------------------------------------------------------------ construction
-    def _build_teacher(self) -> torch.nn.Module:
+    def provide_teacher(self) -> Teacher:
+        """The teacher provider stage (override to distil another kind of teacher)."""
         cfg = self.cfg
-        dropout = {} if cfg.dropout is None else {"dropout": cfg.dropout}
-        if cfg.preset == "mixture":
-            if cfg.teacher is None:
-                return cached_teacher(self.mixture, self.device, progress=self.progress)
-            if cfg.teacher == "random":
-                with _seeded(cfg.seed):
-                    return mixture_network(**dropout)
-            if cfg.teacher == "exact":
-                return ExactTeacher(self.mixture)
-            return self._load_into(mixture_network(**dropout), cfg.teacher)
-        from sidkernels.networks import build_preset
-        with _seeded(cfg.seed):
-            net = build_preset(cfg.preset, **dropout)
-        return net if cfg.teacher == "random" else self._load_into(net, cfg.teacher)
-
-    def _student_start(self) -> torch.nn.Module:
-        """What G, the fake score and G_ema start from: the teacher; the cached network teacher of the mixture
-        (of width ``student_channels``, default 32) when the teacher is analytic or a width is given."""
-        cfg = self.cfg
-        if cfg.teacher != "exact" and cfg.student_channels is None:
-            return self.teacher
-        overrides = None if cfg.student_channels is None else {"model_channels": cfg.student_channels}
-        return cached_teacher(self.mixture, self.device, net_overrides=overrides, progress=self.progress)
+        return provide_teacher(cfg.preset, cfg.teacher, device=self.device, dropout=cfg.dropout, seed=cfg.seed,
+                               student_channels=cfg.student_channels, progress=self.progress)
 
     def _load_into(self, net: torch.nn.Module, path: str) -> torch.nn.Module:
-        loaded = load_checkpoint(path)
-        try:
-            net.load_state_dict(loaded.state_dict(), strict=True)
-        except RuntimeError as e:
-            raise ValueError(f"teacher checkpoint {path} does not fit preset {self.cfg.preset!r} "
-                             f"(wrong architecture): {str(e).splitlines()[0]} ...") from e
-        return net
+        return load_into(net, path, self.cfg.preset)
+
+    def _compiled(self, objective):
+        cfg = self.cfg
+        if not cfg.compile:
+            return objective
+        return torch.compile(objective, fullgraph=True, backend=cfg.compile_backend,
+                             mode="reduce-overhead" if cfg.cuda_graphs else None)
+
+    def _label_pool(self) -> torch.Tensor | None:
+        """The data set's class labels when ``data`` is given (G's labels then follow its empirical prior)."""
+        cfg, label_dim = self.cfg, self.teacher.label_dim
+        if cfg.data is None or not label_dim:
+            return None
+        data = ImageDataset(cfg.data, resolution=None, channels=None)
+        if data.labels is None or data.labels.min() < 0 or data.labels.max() >= label_dim:
+            raise ValueError(f"data: the teacher is class-conditional (label_dim={label_dim}); {cfg.data} needs "
+                             f"labels in [0, {label_dim}) in its dataset.json")
+        return torch.from_numpy(data.labels).to(self.device)
 
     # ------------------------------------------------------------------ one iteration
     def _autocast(self):
@@ -167,32 +162,43 @@ class SiDTrainer:
         return torch.channels_last if self.cfg.channels_last else torch.contiguous_format
 
     def _draw(self):
-        """Latents and (for conditional teachers) uniformly drawn one-hot labels for one micro-batch."""
+        """Latents and (for conditional teachers) one-hot labels for one micro-batch: the data set's labels
+        (its empirical class prior) when ``data`` is given, uniform classes otherwise."""
         net = self.teacher
         shape = (self.micro, net.img_channels, net.img_resolution, net.img_resolution)
         z = torch.randn(shape, device=self.device).contiguous(memory_format=self._memory_format())
         labels = None
         if net.label_dim:
-            classes = torch.randint(net.label_dim, (self.micro,), device=self.device)
+            if self.label_pool is None:
+                classes = torch.randint(net.label_dim, (self.micro,), device=self.device)
+            else:
+                classes = self.label_pool[torch.randint(len(self.label_pool), (self.micro,), device=self.device)]
             labels = torch.nn.functional.one_hot(classes, net.label_dim).float()
         return z, labels
 
-    def _update(self, net, opt, scaler, loss_of_round, clip: float | None = None,
-                clip_value: float | None = None) -> torch.Tensor:
-        """Accumulate R rounds, average over ranks, nan_to_num, optional norm clip (``clip``) or value clip
-        (``clip_value``), Adam step; returns the summed loss (no host sync)."""
+    def _seed_round(self, phase: int, update: int, micro: int) -> None:
+        """Reseed torch's generators for round ``micro`` of this rank (module docstring)."""
+        index = self.rank * self.rounds + micro
+        words = np.random.SeedSequence([self.cfg.seed, self.iteration, phase, update, index]).generate_state(2)
+        torch.manual_seed(int(words[0]) << 32 | int(words[1]))
+
+    def _update(self, net, train_net, opt, loss_of_round, *, phase: int, update: int = 0,
+                clip: float | None = None, clip_value: float | None = None) -> torch.Tensor:
+        """Accumulate R rounds of ``loss_of_round(train_net)`` (gradients all-reduced in the last), nan_to_num,
+        optional norm clip (``clip``) or value clip (``clip_value``), the learning-rate schedule, an Adam step;
+        returns the summed loss (no host sync)."""
         net.train().requires_grad_(True)
         opt.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
-        for _ in range(self.rounds):
-            with self._backend(), self._autocast():
-                loss = loss_of_round()
-            scaler.scale(loss).backward()
+        for k in range(self.rounds):
+            self._seed_round(phase, update, k)
+            with dist.synchronising(train_net, last_round=k == self.rounds - 1), value_checks(False):
+                with self._backend(), self._autocast():
+                    loss = loss_of_round(train_net)
+                loss.backward()
             total += loss.detach()
         net.eval().requires_grad_(False)
         params = [p for p in net.parameters() if p.grad is not None]
-        dist.average_gradients(params)
-        scaler.unscale_(opt)
         for p in params:
             torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
         if clip is not None:
@@ -200,8 +206,7 @@ class SiDTrainer:
         if clip_value is not None:
             torch.nn.utils.clip_grad_value_(params, clip_value)
         self._schedule_lr(opt)
-        scaler.step(opt)
-        scaler.update()
+        opt.step()
         return total
 
     def _schedule_lr(self, opt) -> None:
@@ -218,19 +223,21 @@ class SiDTrainer:
         cfg = self.cfg
         scale_fake, scale_G = cfg.ls / self.batch_rank, cfg.lsg / self.batch_rank
 
-        def fake_round():
+        def fake_round(fake):
             z, labels = self._draw()
-            return self.fake_loss(self.G, self.fake, z, labels, init_sigma=cfg.init_sigma, scale=scale_fake,
+            return self.fake_loss(self.G, fake, z, labels, init_sigma=cfg.init_sigma, scale=scale_fake,
                                   net_dtype=self.net_dtype, augment_p=cfg.augment)
 
-        def generator_round():
+        def generator_round(G):
             z, labels = self._draw()
-            return self.generator_loss(self.G, self.teacher, self.fake, z, labels, init_sigma=cfg.init_sigma,
-                                       alpha=cfg.alpha, tmax=cfg.tmax, scale=scale_G, net_dtype=self.net_dtype)
+            return self.generator_loss(G, self.teacher, self.fake, z, labels, init_sigma=cfg.init_sigma,
+                                       alpha=cfg.alpha, tmax=cfg.tmax, scale=scale_G, net_dtype=self.net_dtype,
+                                       raw=self.raw_outputs)
 
-        for _ in range(cfg.fake_updates):
-            loss_fake = self._update(self.fake, self.opt_fake, self.scaler_fake, fake_round)
-        loss_G = self._update(self.G, self.opt_G, self.scaler_G, generator_round)
+        for update in range(cfg.fake_updates):
+            loss_fake = self._update(self.fake, self.fake_train, self.opt_fake, fake_round, phase=FAKE_PHASE,
+                                     update=update)
+        loss_G = self._update(self.G, self.G_train, self.opt_G, generator_round, phase=GENERATOR_PHASE)
         self._advance()
         return loss_fake, loss_G
 
@@ -238,8 +245,8 @@ class SiDTrainer:
         """End of an iteration: generator EMA (at the pre-update image count, as the official loop), counters."""
         cfg = self.cfg
         update_ema(self.G_ema, self.G, ema_beta(self.cur_nimg, cfg.batch, cfg.ema_halflife_kimg, cfg.ema_rampup))
-        self.cur_nimg += cfg.batch
-        self.iteration += 1
+        self.state.cur_nimg += cfg.batch
+        self.state.iteration += 1
         self.term_iterations += 1
 
     def _track(self, **terms: torch.Tensor) -> None:
@@ -269,6 +276,11 @@ class SiDTrainer:
         """One-step generation from unit latents z: SiD's ``G(init_sigma z; init_sigma)``."""
         return generate(net, z, labels, self.cfg.init_sigma)
 
+    def _fid_generate(self, z, labels):
+        """G_ema's one-step images for FID, in the run's backend and precision."""
+        with self._backend(), self._autocast():
+            return self.one_step(self.G_ema, z, labels).float()
+
     def evaluate_teacher(self) -> dict | None:
         """Exact metrics of the teacher's deterministic 35-NFE Heun samples (mixture only)."""
         n = self.cfg.teacher_eval_samples
@@ -282,6 +294,8 @@ class SiDTrainer:
         return dict(exact_metrics(self.mixture, x.float()), label="teacher Heun, 35 NFE")
 
     def _report(self, record: dict) -> dict:
+        if self.fid is not None:  # a collective under torchrun: every rank takes part
+            self.fid.report(record, self.G_ema, self._fid_generate, final=self.cur_nimg >= int(self.cfg.kimg * 1000))
         record.update(self.diagnostics())
         if self.mixture is not None:
             record.update(exact_metrics(self.mixture, self.sample(self.cfg.eval_samples)))
@@ -299,22 +313,13 @@ class SiDTrainer:
         return record
 
     def save(self) -> Path | None:
-        """Write the training state (all ranks' RNG states) and a G_ema snapshot; returns the state path."""
-        rng = state.rng_states(self.device)
-        rngs = [rng]
-        if self.world > 1:
-            rngs = [None] * self.world
-            torch.distributed.all_gather_object(rngs, rng)
+        """Write the training state and a G_ema snapshot (rank 0), prune old states; returns the state path."""
         if self.rank != 0:
             return None
-        flat = {f"{key}/{r}": t for r, states in enumerate(rngs) for key, t in states.items()}
-        counters = {"iteration": self.iteration, "cur_nimg": self.cur_nimg, "world": self.world,
-                    "teacher_metrics": self.teacher_metrics}
-        path = state.save_state(state.state_path(self.out, self.iteration),
-                                nets={"G": self.G, "fake": self.fake, "G_ema": self.G_ema},
-                                optimizers={"G": self.opt_G, "fake": self.opt_fake}, rng=flat,
-                                counters=counters, run_config=dataclasses.asdict(self.cfg))
+        path = self.state.save(state.state_path(self.out, self.iteration), run_config=dataclasses.asdict(self.cfg),
+                               extra={"world": self.world})
         save_network(self.G_ema, self.out / f"network-snapshot-{self.cur_nimg // 1000:06d}.safetensors")
+        state.prune_states(self.out, self.cfg.keep_states)
         return path
 
     def _resume(self, where: str) -> None:
@@ -323,24 +328,9 @@ class SiDTrainer:
             raise FileNotFoundError(f"--resume auto: no training state in {self.out}")
         if not path.is_file():
             raise FileNotFoundError(f"--resume: no such training state: {path}")
-        tensors, meta = state.read_state(path)
-        counters = meta["counters"]
-        if counters["world"] != self.world:
-            raise ValueError(f"{path} was written by {counters['world']} ranks; resume with the same number "
-                             f"(got {self.world})")
-        for name, net in (("G", self.G), ("fake", self.fake), ("G_ema", self.G_ema)):
-            state.load_net_state(net, tensors, name, path)
-        state.load_optimizer_state(self.opt_G, tensors, meta, "G")
-        state.load_optimizer_state(self.opt_fake, tensors, meta, "fake")
-        mine = {}
-        for key, t in tensors.items():
-            if key.startswith("rng/"):
-                name, rank = key[len("rng/"):].rsplit("/", 1)
-                if int(rank) == self.rank:
-                    mine[name] = t
-        state.set_rng_states(mine, self.device)
-        self.iteration, self.cur_nimg = counters["iteration"], counters["cur_nimg"]
-        self.teacher_metrics = counters.get("teacher_metrics")
+        self.state.restore(path)
+        if self.rank == 0:  # the rows a killed run wrote after this state would be counted twice
+            keep_rows(self.out / "metrics.jsonl", lambda row: row.get("iteration", 0) <= self.iteration)
         self.log(f"resumed from {path} at iteration {self.iteration} ({self.cur_nimg / 1000:.1f} kimg)")
 
     # ------------------------------------------------------------------ the loop
@@ -351,7 +341,7 @@ class SiDTrainer:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
         if self.iteration == 0 and self.teacher_metrics is None:
-            self.teacher_metrics = self.evaluate_teacher()
+            self.state.teacher_metrics = self.evaluate_teacher()
             if self.teacher_metrics:
                 self.log("teacher (35-NFE Heun): " + _fmt(self.teacher_metrics))
             if self.rank == 0:
@@ -382,7 +372,7 @@ class SiDTrainer:
                 if self.device.type == "cuda":
                     record["peak_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
                 records.append(self._report(record))
-                bar.set_postfix_str(_fmt(record, ("images_per_s", "loss_G", "fd", "nll")))
+                bar.set_postfix_str(_fmt(record, ("images_per_s", "loss_G", "fd", "nll", "fid")))
                 if (self.cur_nimg // tick) % cfg.snap_ticks == 0 or finished:
                     self.save()
                 t0, n0, sums, done = time.perf_counter(), self.cur_nimg, sums.zero_(), 0

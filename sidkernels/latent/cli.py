@@ -45,7 +45,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "SiD: the sigma truncation (800)")
     g.add_argument("--ema", choices=EMA_PLACES, default=None, help="generator EMA on the GPU, in host memory "
                    "(default: costs no GPU memory) or off")
-    g.add_argument("--ema-halflife", type=float, default=None, dest="ema_halflife_kimg", metavar="KIMG")
     g.add_argument("--grad-checkpointing", choices=CHECKPOINTING, default=None, dest="grad_checkpointing",
                    help="gradient checkpointing of G and the fake score (trained) or of all three UNets (all)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=None)

@@ -31,7 +31,7 @@ def is_url(spec) -> bool:
 
 def cached_download_path(url: str) -> Path:
     """Where ``url`` is (or will be) cached: ``downloads/<sha256(url)[:16]>/<file name>``."""
-    from sidkernels.distill.teacher import cache_dir  # imported here: sidkernels.distill imports this package
+    from sidkernels.distill.mixture_teacher import cache_dir  # imported here: sidkernels.distill imports this package
 
     name = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name or "download"
     return cache_dir() / "downloads" / hashlib.sha256(url.encode()).hexdigest()[:16] / name

@@ -1,4 +1,4 @@
-"""Self-attention over the pixels of a feature map (SID.md 5.3, UNetBlock step 6).
+"""Self-attention over the pixels of a feature map (docs/networks.md §2.4).
 
 The official ``qkv`` 1x1 conv has ``3C`` output channels laid out as ``[heads][C/heads][q, k, v]`` (q/k/v
 fastest).  Per head ``h`` with ``D = C/heads`` channels and ``L = H*W`` pixels:

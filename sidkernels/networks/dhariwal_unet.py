@@ -1,4 +1,4 @@
-"""DhariwalUNet: the ADM U-Net of Dhariwal & Nichol as used by EDM (SID.md 5.4, ImageNet 64).
+"""DhariwalUNet: the ADM U-Net of Dhariwal & Nichol as used by EDM (docs/networks.md §3.2, ImageNet 64).
 
 Mapping network (fp32, outside autocast)::
 

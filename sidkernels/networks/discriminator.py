@@ -1,4 +1,4 @@
-"""SiDA's discriminator head (SID.md 7.2): no new parameters.  The fake-score network's deepest encoder
+"""SiDA's discriminator head (docs/sid.md §4.1): no new parameters.  The fake-score network's deepest encoder
 feature map h ``[N, C, r, r]`` (``r = img_resolution >> (levels - 1)``, 8x8 for CIFAR-10) averaged over its
 channels is a map of real/fake logits::
 

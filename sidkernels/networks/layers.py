@@ -1,4 +1,4 @@
-"""Layers of the EDM networks (SID.md 5.3): weight init, Linear, Conv2d with resampling, GroupNorm and the
+"""Layers of the EDM networks (docs/networks.md §2.1, §2.2): weight init, Linear, Conv2d with resampling, GroupNorm and the
 noise-level embeddings.
 
 Parameter and buffer names, shapes and the None/persistent buffer pattern follow the official networks, so

@@ -7,7 +7,7 @@ from sidkernels.networks.layers import without_autocast
 
 
 def mapping_precision(noise_labels: torch.Tensor):
-    """The embedding MLP runs in fp32 (SID.md 4.4): autocast is off inside, inputs are fp32."""
+    """The embedding MLP runs in fp32 (docs/networks.md §2.5): autocast is off inside, inputs are fp32."""
     return without_autocast(noise_labels.device.type)
 
 

@@ -1,4 +1,4 @@
-"""Preconditioned denoisers (SID.md 5.1): ``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise, labels)``.
+"""Preconditioned denoisers (docs/networks.md §1): ``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise, labels)``.
 
 The input scaling and the output combination run as the fused ops :func:`sidkernels.edm_precond_in` and
 :func:`sidkernels.edm_precond_out`; the wrappers add the official conventions:

@@ -1,4 +1,4 @@
-"""Named network configurations of the EDM teachers that SiD distils (SID.md 4.6 and 5.4).
+"""Named network configurations of the EDM teachers that SiD distils (docs/networks.md §3.3 and docs/sid.md §3).
 
 Each preset is the keyword set EDM's ``train.py`` passes for that dataset, so ``build_preset(name)`` has the
 official parameter names, shapes and counts:

@@ -1,4 +1,4 @@
-"""SongUNet: the DDPM++ / NCSN++ U-Net of Song et al. as used by EDM (SID.md 5.4).
+"""SongUNet: the DDPM++ / NCSN++ U-Net of Song et al. as used by EDM (docs/networks.md §3.1).
 
 Mapping network (run in fp32, outside autocast)::
 

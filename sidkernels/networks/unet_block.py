@@ -1,4 +1,4 @@
-"""The residual U-Net block shared by DDPM++, NCSN++ and ADM (SID.md 5.3).
+"""The residual U-Net block shared by DDPM++, NCSN++ and ADM (docs/networks.md §2.3).
 
 With input ``x`` and embedding ``emb``::
 

@@ -1,4 +1,4 @@
-"""SIGN: score-based idempotent distillation (a reconstruction, see SIGN.md) and the IGN baseline."""
+"""SIGN: score-based idempotent distillation (a reconstruction, see docs/sign.md) and the IGN baseline."""
 from sidkernels.sign.config import SIGNConfig, sign_config
 from sidkernels.sign.sampling import apply_repeatedly, corrupt, inpaint, project, renoise_sigmas, sample_steps
 from sidkernels.sign.student import IdempotentStudent, copy_call

@@ -1,5 +1,5 @@
 """Configuration of a SIGN distillation: the SiD run configuration plus SIGN's terms and weights
-(SIGN.md 4.5 defaults, a reconstruction [R]); ``variant="ign"`` is the original IGN objective."""
+(docs/sign.md §5 defaults, a reconstruction [R]); ``variant="ign"`` is the original IGN objective."""
 from __future__ import annotations
 
 import dataclasses
@@ -71,7 +71,7 @@ SIGN_PRESETS = {
                     time_mode="estimated", reg_levels="trajectory", dmd_renoise=0.25, dmd_renoise_range=(0.1, 1.0),
                     renoise={2: [0.2], 3: [0.4, 0.2], 4: [1.0, 0.4, 0.2]}),
     **{name: dict(dropout=0.0, lr=1e-5, glr=1e-5, idem_warmup_kimg=1280.0, reg_pairs=50_000, augment=0.0)
-       for name in PRESETS if name != "mixture"},  # SIGN.md names no augmentation of its fake-score step
+       for name in PRESETS if name != "mixture"},  # SIGN's fake-score step has no augmentation (docs/sign.md §4.6)
 }
 
 

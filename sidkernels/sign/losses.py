@@ -1,4 +1,4 @@
-"""SIGN's loss terms (SIGN.md 4.4, a reconstruction [R]) and the IGN baseline terms (SIGN.md 2.2-2.3).
+"""SIGN's loss terms (docs/sign.md §4, a reconstruction [R]) and the IGN baseline terms (docs/sign.md §4.7).
 
 Distances are per-sample means over elements (``l2``, ``l1``) or iCT's pseudo-Huber on the whole sample
 (``pseudo_huber``: ``sqrt(|a - b|^2 + c^2) - c``, c = 0.00054 sqrt(d)); every term averages over samples.

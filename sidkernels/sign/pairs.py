@@ -1,4 +1,4 @@
-"""Regression pairs for L_reg (SIGN.md 4.4): inputs on the teacher's deterministic Heun trajectories and the
+"""Regression pairs for L_reg (docs/sign.md §4.5, §7): inputs on the teacher's deterministic Heun trajectories and the
 trajectories' end points, generated once with fixed seeds and cached as safetensors next to the teacher
 cache (keyed by the teacher's weights, the count, the sampler settings and the levels kept).
 

@@ -1,4 +1,4 @@
-"""Generation and zero-shot projection with an idempotent student f (SIGN.md 4.7, 4.8).
+"""Generation and zero-shot projection with an idempotent student f (docs/sign.md §8, §9).
 
     1 step:      x = f(sigma_max eps)
     K steps:     x <- f(sigma_max eps); then x <- f(x + sigma_k eps_k) for sigma_1 > ... > sigma_{K-1}
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-RENOISE = {1: [], 2: [0.8], 3: [2.0, 0.5], 4: [5.0, 1.5, 0.4]}  # SIGN.md 4.7 defaults; presets may tune their own
+RENOISE = {1: [], 2: [0.8], 3: [2.0, 0.5], 4: [5.0, 1.5, 0.4]}  # docs/sign.md §8 defaults; presets may tune their own
 CORRUPTIONS = ("noisy", "masked", "lowres", "grayscale")
 
 

@@ -1,4 +1,4 @@
-"""The time-free idempotent student f and its frozen copy f^- (SIGN.md 4.2).
+"""The time-free idempotent student f and its frozen copy f^- (docs/sign.md §2).
 
 f has the teacher's architecture and weights and no time input.  ``time_mode``:
 
@@ -18,6 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from sidkernels import edm_precond_in, edm_precond_out
 
@@ -63,6 +64,10 @@ class IdempotentStudent(nn.Module):
 
 
 def copy_call(student: IdempotentStudent, u: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """``f^-(u)``: the student with detached current parameters (gradient to ``u`` only)."""
+    """``f^-(u)``: the student with detached current parameters (gradient to ``u`` only).  A student around a
+    ``DistributedDataParallel`` network is called on the network inside (no gradient of its parameters to
+    all-reduce)."""
+    if isinstance(student, IdempotentStudent) and isinstance(student.net, DistributedDataParallel):
+        student = IdempotentStudent(student.net.module, student.time_mode, student.sigma_c)
     params = {name: p.detach() for name, p in student.named_parameters()}
     return torch.func.functional_call(student, params, (u, labels))

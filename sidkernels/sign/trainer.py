@@ -1,4 +1,4 @@
-"""SIGN distillation loop (SIGN.md 4.6, a reconstruction [R]) on the SiD trainer's machinery (networks,
+"""SIGN distillation loop (docs/sign.md §6, a reconstruction [R]) on the SiD trainer's machinery (networks,
 optimisers, EMA, checkpoints, resume, reports).  Per iteration:
 
     fake score (x fake_updates):  L_denoise on sg(f(z')), z' = sigma_max eps        (the SiD fake-score loss)
@@ -16,8 +16,8 @@ import torch
 
 from sidkernels.distill.metrics import exact_metrics
 from sidkernels.distill.sid_losses import denoising_loss
-from sidkernels.distill.teacher import cache_dir
-from sidkernels.distill.trainer import SiDTrainer
+from sidkernels.distill.mixture_teacher import cache_dir
+from sidkernels.distill.trainer import FAKE_PHASE, GENERATOR_PHASE, SiDTrainer
 from sidkernels import sample_distance
 from sidkernels.sign import losses as L
 from sidkernels.sign.config import SIGNConfig
@@ -36,7 +36,11 @@ class SIGNTrainer(SiDTrainer):
     def __init__(self, config: SIGNConfig, *, progress: bool = True, log=print):
         super().__init__(config, progress=progress, log=log)
         cfg = config
+        if self.world > 1 and cfg.time_mode == "none":
+            raise ValueError("time_mode='none' calls the student's inner model past DistributedDataParallel, so "
+                             "it trains in one process only; use time_mode='fixed' or 'estimated' under torchrun")
         self.f = IdempotentStudent(self.G, cfg.time_mode, cfg.sigma_c)
+        self.f_train = IdempotentStudent(self.G_train, cfg.time_mode, cfg.sigma_c)  # gradients all-reduced
         self.f_ema = IdempotentStudent(self.G_ema, cfg.time_mode, cfg.sigma_c)
         self.grid = L.karras_grid(cfg.flow_steps, sigma_max=cfg.sigma_max, device=self.device)
         self.data_free = cfg.data_free or self.mixture is None
@@ -55,8 +59,9 @@ class SIGNTrainer(SiDTrainer):
         """``(input, target, labels)`` of n random pairs, each input at a random stored level."""
         inputs, y, labels = self.pairs
         lo, hi = (self.n_train_pairs, len(y)) if held_out else (0, self.n_train_pairs)
-        idx = torch.randint(lo, max(hi, lo + 1), (n,), generator=generator).to(self.device)
-        level = torch.randint(inputs.shape[1], (n,), generator=generator).to(self.device)
+        where = None if generator is not None else self.device  # training draws on the device, no host copy
+        idx = torch.randint(lo, max(hi, lo + 1), (n,), generator=generator, device=where).to(self.device)
+        level = torch.randint(inputs.shape[1], (n,), generator=generator, device=where).to(self.device)
         return inputs[idx, level].float(), y[idx], None if labels is None else labels[idx]
 
     def _data(self, n: int, generator=None):
@@ -64,16 +69,16 @@ class SIGNTrainer(SiDTrainer):
         if self.data_free:
             _, y, labels = self._pair_batch(n, generator=generator)
             return y, labels
-        x, _ = self.mixture.sample(n, generator=generator)
+        x, _ = self.mixture.sample(n, generator=generator, device=None if generator else self.device)
         return x.to(self.device), None
 
     # ------------------------------------------------------------------ one iteration
     def one_step(self, net, z, labels):
         return IdempotentStudent(net, self.cfg.time_mode, self.cfg.sigma_c)(self.cfg.sigma_max * z, labels)
 
-    def _student_terms(self) -> tuple[dict, dict]:
-        """The loss terms of one micro-batch and their weights."""
-        cfg, f = self.cfg, self.f
+    def _student_terms(self, f) -> tuple[dict, dict]:
+        """The loss terms of one micro-batch of the student ``f`` and their weights."""
+        cfg = self.cfg
         z, z_labels = self._draw()
         x_g = f(cfg.sigma_max * z, z_labels)
         x, x_labels = self._data(self.micro)
@@ -105,22 +110,24 @@ class SIGNTrainer(SiDTrainer):
         share = self.micro / self.batch_rank  # each round's share of the step's mean
         loss_fake = torch.zeros((), device=self.device)
         if self.uses_teacher and cfg.lambda_dmd > 0:
-            def fake_round():
+            def fake_round(fake):
                 z, labels = self._draw()
                 with torch.no_grad():
                     x_g = self.f(cfg.sigma_max * z, labels)
                     x_g = L.renoised_generation(self.f, x_g, labels, cfg.dmd_renoise, cfg.dmd_renoise_range)
-                return denoising_loss(self.fake, x_g, labels, scale=cfg.ls / self.batch_rank,
+                return denoising_loss(fake, x_g, labels, scale=cfg.ls / self.batch_rank,
                                       net_dtype=self.net_dtype)
-            for _ in range(cfg.fake_updates):
-                loss_fake = self._update(self.fake, self.opt_fake, self.scaler_fake, fake_round)
+            for update in range(cfg.fake_updates):
+                loss_fake = self._update(self.fake, self.fake_train, self.opt_fake, fake_round, phase=FAKE_PHASE,
+                                         update=update)
 
-        def student_round():
-            terms, weights = self._student_terms()
+        def student_round(_G_train):  # f_train wraps it
+            terms, weights = self._student_terms(self.f_train)
             self._track(**{f"L_{name}": share * value for name, value in terms.items()})
             return share * sum(weights[name] * value for name, value in terms.items())
 
-        loss_G = self._update(self.G, self.opt_G, self.scaler_G, student_round, clip=cfg.grad_clip)
+        loss_G = self._update(self.G, self.G_train, self.opt_G, student_round, phase=GENERATOR_PHASE,
+                              clip=cfg.grad_clip)
         self._advance()
         return loss_fake, loss_G
 

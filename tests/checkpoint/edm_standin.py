@@ -1,4 +1,4 @@
-"""Test fixtures in EDM's persistence pickle format, written without EDM's code (SID.md 6.2-6.4).
+"""Test fixtures in EDM's persistence pickle format, written without EDM's code (docs/checkpoint-formats.md, "Formats", and docs/networks.md §6).
 
 While pickling, stand-in modules ``torch_utils.persistence`` (with a ``_reconstruct_persistent_obj``
 function) and ``dnnlib.util`` (with ``EasyDict``) are registered, and every network module of ours whose
@@ -126,7 +126,7 @@ def dumps_edm_pickle(obj, drop_kwargs=("num_blocks", "attn_resolutions")) -> byt
     """``pickle.dump`` (protocol 4) in the persistence format, like EDM/SiD ``.pkl`` snapshots.
 
     ``drop_kwargs`` are left out of every ``_init_kwargs``, as EDM leaves out constructor defaults that were
-    not passed (SID.md 6.3), so the loader has to infer them.
+    not passed (docs/networks.md §6), so the loader has to infer them.
     """
     buf = io.BytesIO()
     with standin_modules():

@@ -1,4 +1,4 @@
-"""The restricted unpickler refuses every global off the whitelist before calling anything (SID.md 6.5)."""
+"""The restricted unpickler refuses every global off the whitelist before calling anything (docs/checkpoint-formats.md, "How the loader keeps it")."""
 import builtins
 import collections
 import importlib

@@ -8,7 +8,7 @@ import torch
 from sidkernels.distill import augment as A
 from sidkernels.distill.config import preset_config
 from sidkernels.distill.sid_losses import fake_score_loss_on_generator
-from sidkernels.distill.teacher import mixture_network
+from sidkernels.distill.mixture_teacher import mixture_network
 
 
 def _params(n=1, **values):

@@ -6,7 +6,7 @@ import torch
 
 import sidkernels as sk
 from sidkernels.distill.sid_losses import fake_score_loss_on_generator, generator_loss
-from sidkernels.distill.teacher import mixture_network
+from sidkernels.distill.mixture_teacher import mixture_network
 
 
 def tiny_nets():
@@ -21,7 +21,7 @@ def tiny_nets():
 
 
 def official_generator_loss(G, teacher, fake, z, alpha, lsg):
-    """SID.md 1, transcribed: x_g = G(2.5 z, 2.5); sigma ~ SiD schedule; x_t = x_g + sigma eps;
+    """docs/sid.md §1.2-§1.3, transcribed: x_g = G(2.5 z, 2.5); sigma ~ SiD schedule; x_t = x_g + sigma eps;
     a, b from the wrapped networks (their own input scaling); w = no-grad clip(mean|x_g - a|); sum * lsg/B."""
     n = z.shape[0]
     x_g = G(2.5 * z, torch.full((n,), 2.5))

@@ -1,4 +1,4 @@
-"""SiDA's objectives against the official formulation (SID.md 7.2) written with plain autograd and boolean
+"""SiDA's objectives against the official formulation (docs/sid.md §4) written with plain autograd and boolean
 NaN filtering, on the same random draws."""
 import pytest
 import torch

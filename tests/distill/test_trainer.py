@@ -9,7 +9,7 @@ from sidkernels.checkpoint.rebuild import CheckpointError
 from sidkernels.distill import SiDTrainer, preset_config
 from sidkernels.distill import state as state_io
 from sidkernels.distill.metrics import exact_metrics
-from sidkernels.distill.teacher import mixture_network
+from sidkernels.distill.mixture_teacher import mixture_network
 
 
 def config(tmp_path, **kw):
@@ -128,15 +128,15 @@ def test_preset_takes_steps_with_a_random_teacher(preset, tmp_path):
 
 # ---------------------------------------------------------------- study options: exact teacher, width, fake updates, lr
 def _cache_stub(monkeypatch, make):
-    """Replace the trainer's cached network teacher (the start of G and the fake score) by ``make(overrides)``."""
-    from sidkernels.distill import trainer as trainer_module
+    """Replace the cached network teacher (the start of G and the fake score) by ``make(overrides)``."""
+    from sidkernels.distill import teachers as teachers_module
     calls = []
 
     def cached(mixture, device, *, net_overrides=None, progress=True):
         calls.append(net_overrides)
         return make(net_overrides).to(device)
 
-    monkeypatch.setattr(trainer_module, "cached_teacher", cached)
+    monkeypatch.setattr(teachers_module, "cached_teacher", cached)
     return calls
 
 

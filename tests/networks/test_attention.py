@@ -1,4 +1,4 @@
-"""SDPA attention against the official fp32-softmax formulation (SID.md 5.3 step 6)."""
+"""SDPA attention against the official fp32-softmax formulation (docs/networks.md §2.4)."""
 import math
 
 import pytest

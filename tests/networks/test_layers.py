@@ -1,4 +1,4 @@
-"""Layers (SID.md 5.3): init, resampling convolutions, GroupNorm, noise embeddings."""
+"""Layers (docs/networks.md §2.1, §2.2): init, resampling convolutions, GroupNorm, noise embeddings."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""Presets: parameter counts of the official networks (SID.md 5.4) and state-dict names/shapes, built on the
+"""Presets: parameter counts of the official networks (docs/networks.md §3.3) and state-dict names/shapes, built on the
 meta device."""
 import pytest
 import torch
@@ -41,7 +41,7 @@ def _module_names(net, part):
 
 
 def test_cifar10_block_list_matches_the_spec():
-    """SID.md 5.4 "Block lists": CIFAR-10 DDPM++ (32x32, [2,2,2])."""
+    """docs/networks.md §3.1: CIFAR-10 DDPM++ (32x32, [2,2,2])."""
     net = meta_preset("cifar10-uncond")
     enc = ["32x32_conv"] + [f"32x32_block{i}" for i in range(4)]
     for res in (16, 8):

@@ -1,4 +1,4 @@
-"""Preconditioning wrappers (SID.md 5.1) with a stand-in model, and with a small real U-Net."""
+"""Preconditioning wrappers (docs/networks.md §1) with a stand-in model, and with a small real U-Net."""
 import math
 
 import pytest

@@ -103,9 +103,12 @@ def sanitizer_env(library: Path) -> dict[str, str]:
 
 
 def run_suite(library: Path, *pytest_args: str) -> subprocess.CompletedProcess:
-    """Run tests/cuda_ext/test_cuda_ops.py against the emulation in a fresh interpreter (loading the library
-    implements the ``*_cuda`` ops for the whole process, so it stays out of the calling one)."""
-    cmd = [sys.executable, "-m", "pytest", str(ROOT / "tests" / "cuda_ext" / "test_cuda_ops.py"), "-q",
+    """Run the GPU suites (tests/cuda_ext/test_cuda_ops.py, and the trainers' GPU configuration with the CUDA
+    backend, tests/distill/test_gpu_configuration.py) against the emulation in a fresh interpreter (loading the
+    library implements the ``*_cuda`` ops for the whole process, so it stays out of the calling one)."""
+    suites = [str(ROOT / "tests" / "cuda_ext" / "test_cuda_ops.py"), str(ROOT / "tests" / "distill" /
+                                                                         "test_gpu_configuration.py")]
+    cmd = [sys.executable, "-m", "pytest", *suites, "-q",
            "-p", "no:cacheprovider", "--capture=sys", *pytest_args]  # sanitizer reports reach stderr
     return subprocess.run(cmd, cwd=ROOT, env=sanitizer_env(library), capture_output=True, text=True)
 
