@@ -47,6 +47,8 @@ def add_arguments(p) -> None:
                    "(SiD; preset default: 0.12 CIFAR-10, 0.15 FFHQ/AFHQ, 0 otherwise)")
     p.add_argument("--precision", choices=PRECISIONS, default=None)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the objectives")
+    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None, dest="cuda_graphs",
+                   help="with --compile: the objectives in CUDA graphs (Inductor's reduce-overhead mode), capturable Adam")
     p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None, help="fused ops (off: PyTorch reference)")
     p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--seed", type=int, default=None)

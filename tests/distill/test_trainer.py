@@ -110,6 +110,17 @@ def test_bad_configuration_fails_before_training(tmp_path):
         SiDTrainer(config(tmp_path / "empty", teacher="random", resume="auto"), progress=False)
 
 
+def test_cuda_graphs_capture_the_compiled_objectives(tmp_path, monkeypatch):
+    """``cuda_graphs`` compiles both objectives whole-graph in Inductor's CUDA-graph mode (the GPU run measures
+    it); without ``compile`` it is refused before anything is built."""
+    with pytest.raises(ValueError, match="cuda_graphs needs compile=True"):
+        SiDTrainer(config(tmp_path, teacher="random", cuda_graphs=True), progress=False)
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: seen.append(kw) or fn)
+    SiDTrainer(config(tmp_path, teacher="random", compile=True, cuda_graphs=True), progress=False)
+    assert len(seen) == 2 and all(kw["mode"] == "reduce-overhead" and kw["fullgraph"] for kw in seen), seen
+
+
 PRESET_STEPS = ["cifar10-cond"] + [pytest.param(name, marks=pytest.mark.large)
                                    for name in ("cifar10-uncond", "ffhq64", "afhq64", "imagenet64")]
 
