@@ -66,21 +66,15 @@ def parse_args():
 
 
 # ------------------------------------------------------------------ compiling without a GPU
-class CompileOnlyDriver:
-    """The parts of a Triton driver that compiling needs: device 0, a null stream, the target."""
-
-    def __init__(self, arch: int):
-        from triton.backends.compiler import GPUTarget
-        self.target = GPUTarget("cuda", arch, 32)
-
-    def get_current_device(self):
-        return 0
-
-    def get_current_stream(self, device=None):
-        return 0
-
-    def get_current_target(self):
-        return self.target
+def compile_only_driver(arch: int):
+    """This script's tree's compile-only Triton driver, loaded by file path: ``--root`` may name a checkout
+    without one, and importing it as ``sidkernels`` would shadow that checkout's package."""
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "sidkernels" / "_compile_only.py"
+    spec = importlib.util.spec_from_file_location("_sidkernels_compile_only", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.CompileOnlyDriver(arch)
 
 
 def launch_add_noise(x, sigma, seed, xt, net, eps):
@@ -342,7 +336,7 @@ def table(args):
     import sidkernels
 
     assert Path(sidkernels.__file__).resolve().is_relative_to(root), f"imported {sidkernels.__file__}"
-    driver.set_active(CompileOnlyDriver(args.arch))
+    driver.set_active(compile_only_driver(args.arch))
     tool = str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump")
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     git = ["git", "-C", str(root)]

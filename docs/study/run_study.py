@@ -26,6 +26,8 @@ BIG_SEED = 1_000       # their seed (the reports use seed 0)
 # name -> (phase, overrides of the mixture preset).  kimg defaults to the preset's 40.
 _FACTORS = {
     "default": {},
+    "default-s1": dict(seed=1),    # seed replicates of the default: the spread every other row is read against
+    "default-s2": dict(seed=2),
     "lr3e-5": dict(lr=3e-5, glr=3e-5),
     "lr3e-4": dict(lr=3e-4, glr=3e-4),
     "cosine": dict(lr_schedule="cosine"),
@@ -35,6 +37,7 @@ _FACTORS = {
     "alpha1.0": dict(alpha=1.0),
     "gbeta0.9": dict(g_beta1=0.9),
     "fake2": dict(fake_updates=2),
+    "fakelr3e-4": dict(lr=3e-4),   # the fake score learns 3x faster than G: does it track G's distribution better?
     "batch32": dict(batch=32),
     "batch128": dict(batch=128),
     "tmax400": dict(tmax=400.0),
@@ -43,7 +46,7 @@ _FACTORS = {
     "isig5": dict(init_sigma=5.0),
     "width64": dict(student_channels=64),
 }
-_NETWORK_FACTORS = ("default", "lr3e-5", "lr3e-4", "cosine", "ema-short", "ema-long", "alpha1.0", "gbeta0.9", "fake2",
+_NETWORK_FACTORS = ("default", "default-s1", "default-s2", "lr3e-5", "lr3e-4", "cosine", "ema-short", "ema-long", "alpha1.0", "gbeta0.9", "fake2", "fakelr3e-4",
                     "batch128", "tmax400", "isig1", "width64")
 STUDY: dict[str, tuple[int, dict]] = {}
 for _name, _over in _FACTORS.items():

@@ -27,12 +27,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from sidkernels._backend import use_backend
 from sidkernels._checks import value_checks
@@ -44,6 +42,7 @@ from sidkernels.distill.ema import ema_beta, update_ema
 from sidkernels.distill.image_data import ImageDataset
 from sidkernels.distill.lr_schedule import lr_factor
 from sidkernels.distill.metrics import exact_metrics
+from sidkernels.distill.ticks import run_ticks
 from sidkernels.distill.report import append_jsonl, keep_rows, plot_metrics, read_jsonl
 from sidkernels.distill.sid_losses import fake_score_loss_on_generator, generate, generator_loss
 from sidkernels.distill.teachers import Teacher, load_into, provide_teacher
@@ -293,7 +292,8 @@ class SiDTrainer:
             x = sample_heun(self.teacher, latents, num_steps=18, progress=self.progress)
         return dict(exact_metrics(self.mixture, x.float()), label="teacher Heun, 35 NFE")
 
-    def _report(self, record: dict) -> dict:
+    def report(self, record: dict) -> dict:
+        """Complete a tick's ``record`` (FID, diagnostics, exact metrics), log it and refresh the pictures."""
         if self.fid is not None:  # a collective under torchrun: every rank takes part
             self.fid.report(record, self.G_ema, self._fid_generate, final=self.cur_nimg >= int(self.cfg.kimg * 1000))
         record.update(self.diagnostics())
@@ -347,37 +347,7 @@ class SiDTrainer:
             if self.rank == 0:
                 save_grid(self.sample(64, seed=2), self.out / "samples-init.png", columns=8,
                           scale=4 if self.teacher.img_resolution <= 16 else 1)
-        total = int(cfg.kimg * 1000)
-        tick = int(cfg.tick_kimg * 1000)
-        records = []
-        bar = tqdm(total=total, initial=min(self.cur_nimg, total), unit="img", unit_scale=True, desc=self.method,
-                   disable=not self.progress, dynamic_ncols=True)
-        t0, n0 = time.perf_counter(), self.cur_nimg
-        sums = torch.zeros(2, device=self.device)
-        done, stop = 0, None if max_iterations is None else self.iteration + max_iterations
-        while self.cur_nimg < total and (stop is None or self.iteration < stop):
-            loss_fake, loss_G = self.step()
-            sums += torch.stack([loss_fake, loss_G])
-            done += 1
-            bar.update(cfg.batch)
-            finished = self.cur_nimg >= total
-            if self.cur_nimg // tick != (self.cur_nimg - cfg.batch) // tick or finished:
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                elapsed = time.perf_counter() - t0
-                per_iter = (sums / max(done, 1)).tolist()
-                record = {"iteration": self.iteration, "kimg": self.cur_nimg / 1000,
-                          "images_per_s": (self.cur_nimg - n0) / elapsed, "loss_fake": per_iter[0],
-                          "loss_G": per_iter[1]}
-                if self.device.type == "cuda":
-                    record["peak_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
-                records.append(self._report(record))
-                bar.set_postfix_str(_fmt(record, ("images_per_s", "loss_G", "fd", "nll", "fid")))
-                if (self.cur_nimg // tick) % cfg.snap_ticks == 0 or finished:
-                    self.save()
-                t0, n0, sums, done = time.perf_counter(), self.cur_nimg, sums.zero_(), 0
-        bar.close()
-        return records
+        return run_ticks(self, cfg, max_iterations, ("images_per_s", "loss_G", "fd", "nll", "fid"))
 
 
 def _fmt(record: dict, keys=None) -> str:

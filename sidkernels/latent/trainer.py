@@ -23,16 +23,15 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 import sidkernels as sk
 from sidkernels.distill import dist, state
 from sidkernels.distill.ema import ema_beta
 from sidkernels.distill.report import append_jsonl, plot_metrics, read_jsonl
+from sidkernels.distill.ticks import run_ticks
 from sidkernels.images import save_grid
 from sidkernels.latent.config import LatentConfig
 from sidkernels.latent.data import draw_indices, load_prompts
@@ -312,44 +311,17 @@ class SiDLSGTrainer:
             (self.out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
         if st.iteration == 0:
             self.save_samples(self.out / "samples-init.png")
-        total, tick = int(cfg.kimg * 1000), int(cfg.tick_kimg * 1000)
-        records = []
-        bar = tqdm(total=total, initial=min(st.cur_nimg, total), unit="img", unit_scale=True, desc=self.method,
-                   disable=not self.progress, dynamic_ncols=True)
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        t0, n0 = time.perf_counter(), st.cur_nimg
-        sums = torch.zeros(2, device=self.device)
-        done, stop = 0, None if max_iterations is None else st.iteration + max_iterations
-        while st.cur_nimg < total and (stop is None or st.iteration < stop):
-            loss_fake, loss_G = self.step()
-            sums += torch.stack([loss_fake, loss_G])
-            done += 1
-            bar.update(cfg.batch)
-            finished = st.cur_nimg >= total
-            if st.cur_nimg // tick != (st.cur_nimg - cfg.batch) // tick or finished:
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                elapsed = time.perf_counter() - t0
-                per_iter = (sums / max(done, 1)).tolist()
-                record = {"iteration": st.iteration, "kimg": st.cur_nimg / 1000,
-                          "images_per_s": (st.cur_nimg - n0) / elapsed, "loss_fake": per_iter[0],
-                          "loss_G": per_iter[1]}
-                if self.device.type == "cuda":
-                    record["peak_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
-                    if self.predicted_peak is not None:
-                        record["predicted_peak_gib"] = self.predicted_peak / 2 ** 30
-                if self.rank == 0:
-                    append_jsonl(self.out / "metrics.jsonl", record)
-                    plot_metrics(read_jsonl(self.out / "metrics.jsonl"), self.out / "metrics.png")
-                self.save_samples(self.out / "samples-latest.png")
-                records.append(record)
-                bar.set_postfix_str(" ".join(f"{k}={record[k]:.4g}" for k in ("images_per_s", "loss_fake", "loss_G")))
-                if (st.cur_nimg // tick) % cfg.snap_ticks == 0 or finished:
-                    self.save()
-                t0, n0, sums, done = time.perf_counter(), st.cur_nimg, sums.zero_(), 0
-        bar.close()
-        return records
+        return run_ticks(self, cfg, max_iterations, ("images_per_s", "loss_fake", "loss_G"))
+
+    def report(self, record: dict) -> dict:
+        """Complete a tick's ``record`` (the predicted peak beside the measured one), log it, refresh the samples."""
+        if "peak_mem_gib" in record and self.predicted_peak is not None:
+            record["predicted_peak_gib"] = self.predicted_peak / 2 ** 30
+        if self.rank == 0:
+            append_jsonl(self.out / "metrics.jsonl", record)
+            plot_metrics(read_jsonl(self.out / "metrics.jsonl"), self.out / "metrics.png")
+        self.save_samples(self.out / "samples-latest.png")
+        return record
 
 
 def _average_gradients(params: list[torch.nn.Parameter]) -> None:

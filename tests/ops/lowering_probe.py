@@ -25,8 +25,9 @@ from pathlib import Path
 
 import torch
 import triton
-from triton.backends.compiler import GPUTarget
 from triton.runtime import driver
+
+from sidkernels._compile_only import CompileOnlyDriver
 
 # the kernel benchmark's shapes (every D divisible by 16), and the variants of the GPU suite
 SHAPES = {"cifar": (256, 3, 32, 32), "64px": (128, 3, 64, 64), "latent": (32, 4, 128, 128), "odd": (3, 3, 37, 37),
@@ -38,22 +39,6 @@ SHAPE_DTYPES = {"cifar": ("fp32", "bf16"), "64px": ("fp32", "bf16"), "latent": (
                 "odd": tuple(DTYPES), "n1": ("fp32",), "d1": ("fp32",)}
 MISALIGNED = {"odd": ("fp32", "bf16")}
 H100_SMS = 132
-
-
-class CompileOnlyDriver:
-    """The parts of a Triton driver that compiling needs: device 0, a null stream, the target."""
-
-    def __init__(self, arch: int):
-        self.target = GPUTarget("cuda", arch, 32)
-
-    def get_current_device(self):
-        return 0
-
-    def get_current_stream(self, device=None):
-        return 0
-
-    def get_current_target(self):
-        return self.target
 
 
 def _misaligned(args):
