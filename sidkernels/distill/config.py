@@ -14,6 +14,19 @@ from sidkernels.distill.lr_schedule import LR_SCHEDULES
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+def split_batch(batch: int, batch_gpu: int | None, world_size: int) -> tuple[int, int, int]:
+    """The global ``batch`` over ``world_size`` ranks in micro-batches of ``batch_gpu`` (None: one per rank):
+    (images per rank, micro-batch, accumulation rounds); refuses a split that is not whole."""
+    if batch < 1 or batch % world_size:
+        raise ValueError(f"batch ({batch}) must be a positive multiple of the world size ({world_size})")
+    per_rank = batch // world_size
+    micro = batch_gpu or per_rank
+    if micro < 1 or per_rank % micro:
+        raise ValueError(f"batch per rank ({per_rank}) must be divisible by batch_gpu ({micro}): "
+                         f"the accumulation rounds must be a whole number")
+    return per_rank, micro, per_rank // micro
+
+
 @dataclasses.dataclass
 class DistillConfig:
     preset: str = "mixture"
@@ -65,13 +78,7 @@ class DistillConfig:
     def validate(self, world_size: int = 1) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.batch < 1 or self.batch % world_size:
-            raise ValueError(f"batch ({self.batch}) must be a positive multiple of the world size ({world_size})")
-        per_rank = self.batch // world_size
-        micro = self.batch_gpu or per_rank
-        if micro < 1 or per_rank % micro:
-            raise ValueError(f"batch per rank ({per_rank}) must be divisible by batch_gpu ({micro}): "
-                             f"the accumulation rounds must be a whole number")
+        split_batch(self.batch, self.batch_gpu, world_size)
         if self.kimg <= 0 or self.tick_kimg <= 0:
             raise ValueError(f"kimg and tick_kimg must be > 0, got {self.kimg}, {self.tick_kimg}")
         if not 0 <= self.augment <= 1:

@@ -37,7 +37,7 @@ from sidkernels._checks import value_checks
 from sidkernels.checkpoint import save_network
 from sidkernels.distill import dist, state
 from sidkernels.distill.augment import AUGMENT_DIM, augment_dim
-from sidkernels.distill.config import DistillConfig
+from sidkernels.distill.config import DistillConfig, split_batch
 from sidkernels.distill.ema import ema_beta, update_ema
 from sidkernels.distill.image_data import ImageDataset
 from sidkernels.distill.lr_schedule import lr_factor
@@ -72,9 +72,7 @@ class SiDTrainer:
         self.progress = progress and self.rank == 0
         self.log = log if self.rank == 0 else (lambda *a, **k: None)
         self.out = Path(cfg.out)
-        self.batch_rank = cfg.batch // self.world
-        self.micro = cfg.batch_gpu or self.batch_rank
-        self.rounds = self.batch_rank // self.micro
+        self.batch_rank, self.micro, self.rounds = split_batch(cfg.batch, cfg.batch_gpu, self.world)
         precision = resolve_precision(cfg.precision, self.device)
         self.autocast_dtype = AUTOCAST[precision]
         self.net_dtype = self.autocast_dtype or torch.float32

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from sidkernels.distill.config import split_batch
 from sidkernels.latent.presets import LATENT_PRESETS
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -64,13 +65,7 @@ class LatentConfig:
         if (self.prompts is None) == (self.embeddings is None):
             raise ValueError("give exactly one of prompts (a prompt file or captions dataset, encoded by the "
                              "teacher's text encoder) and embeddings (a precomputed embedding file)")
-        if self.batch < 1 or self.batch % world_size:
-            raise ValueError(f"batch ({self.batch}) must be a positive multiple of the world size ({world_size})")
-        per_rank = self.batch // world_size
-        micro = self.batch_gpu or per_rank
-        if micro < 1 or per_rank % micro:
-            raise ValueError(f"batch per rank ({per_rank}) must be divisible by batch_gpu ({micro}): the "
-                             f"accumulation rounds must be a whole number")
+        split_batch(self.batch, self.batch_gpu, world_size)
         if self.kimg <= 0 or self.tick_kimg <= 0:
             raise ValueError(f"kimg and tick_kimg must be > 0, got {self.kimg}, {self.tick_kimg}")
         if not 0 <= self.tmin < self.tmax:

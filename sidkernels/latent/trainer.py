@@ -29,6 +29,7 @@ import torch
 
 import sidkernels as sk
 from sidkernels.distill import dist, state
+from sidkernels.distill.config import split_batch
 from sidkernels.distill.ema import ema_beta
 from sidkernels.distill.report import append_jsonl, plot_metrics, read_jsonl
 from sidkernels.distill.ticks import run_ticks
@@ -44,12 +45,6 @@ from sidkernels.latent.training_state import LSGState, make_ema
 SNAPSHOT_META = "sid_lsg.json"
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class SiDLSGTrainer:
     """Distil ``config.teacher`` with SiD-LSG.  ``run()`` trains to ``config.kimg``."""
 
@@ -58,15 +53,13 @@ class SiDLSGTrainer:
     def __init__(self, config: LatentConfig, *, progress: bool = True, log=print,
                  teacher: LatentTeacher | None = None):
         self.cfg = cfg = config
-        self.device = _device(cfg.device)
+        self.device = dist.rank_device(cfg.device)
         self.rank, self.world = dist.init_from_env(self.device)
         cfg.validate(self.world)
         self.progress = progress and self.rank == 0
         self.log = log if self.rank == 0 else (lambda *a, **k: None)
         self.out = Path(cfg.out)
-        self.batch_rank = cfg.batch // self.world
-        self.micro = cfg.batch_gpu or self.batch_rank
-        self.rounds = self.batch_rank // self.micro
+        self.batch_rank, self.micro, self.rounds = split_batch(cfg.batch, cfg.batch_gpu, self.world)
         precision = cfg.precision if cfg.precision != "auto" else ("bf16" if self.device.type == "cuda" else "fp32")
         self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
         self.frozen_dtype = torch.bfloat16 if precision == "bf16" else torch.float32

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from sidkernels.distill import dist
 from sidkernels.distill import state as state_io
 from sidkernels.latent.config import latent_config
 from sidkernels.latent.text import save_embeddings
@@ -131,3 +132,11 @@ def test_bf16_autocast_with_a_bf16_teacher(tmp_path, prompt_file):
         losses[precision] = torch.stack(trainer.step())
     assert torch.isfinite(losses["bf16"]).all()
     assert abs(losses["bf16"][0] - losses["fp32"][0]) < 0.05 * abs(losses["fp32"][0])   # the fake-score loss
+
+
+def test_each_rank_places_itself_like_the_sid_trainer(tmp_path, prompt_file, monkeypatch):
+    """The device comes from the torchrun-aware placement (a rank's cuda:LOCAL_RANK), not from 'auto' alone."""
+    asked = []
+    monkeypatch.setattr(dist, "rank_device", lambda name: asked.append(name) or torch.device("cpu"))
+    trainer = SiDLSGTrainer(config(tmp_path, prompt_file, device="auto"), progress=False)
+    assert asked == ["auto"] and trainer.device == torch.device("cpu")
