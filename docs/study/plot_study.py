@@ -1,11 +1,12 @@
 """Table and curves of the SiD study (runs of ``docs/study/run_study.py`` in ``runs/study/``).
 
-    python docs/study/plot_study.py [--root runs/study] [--out docs/study]
+    python docs/study/plot_study.py [--root runs/study] [--out docs/study] [--json docs/study/results.json]
 
 Prints a Markdown table with one row per configuration (configurations that differ only in their seed,
 ``NAME-sK``, are one row: the mean, and the spread as min-max) and draws one figure per group of ``FIGURES``:
 exact FD / NLL / class KL of G_ema against kimg, one curve per configuration (seeds: the mean), with the
-35-NFE Heun reference of each teacher as a dashed line.  Figures go to ``OUT/study-GROUP.png``.
+35-NFE Heun reference of each teacher as a dashed line.  Figures go to ``OUT/study-GROUP.png``; ``--json``
+writes every finished run (its ``final.json`` and its report curve) and the references into one file.
 """
 from __future__ import annotations
 
@@ -19,16 +20,13 @@ import numpy as np
 KEYS = ("fd", "nll", "class_kl")
 SEED = re.compile(r"^(?P<base>.+)-s(?P<seed>\d+)$")
 BIG = "eval_10000"
+# "-old" names: runs of the code before the trainer's restructuring (8833bb3), the same recipe
 FIGURES = {
-    "teachers": ["exact-default", "net-default"],
-    "exact-lr": ["exact-default", "exact-lr3e-5", "exact-lr3e-4", "exact-cosine"],
-    "net-lr": ["net-default", "net-lr3e-5", "net-lr3e-4", "net-cosine"],
-    "exact-ema-alpha": ["exact-default", "exact-ema-short", "exact-ema-long", "exact-alpha1.0"],
-    "net-ema-alpha": ["net-default", "net-ema-short", "net-ema-long", "net-alpha1.0"],
-    "exact-fake-batch": ["exact-default", "exact-fake2", "exact-batch32", "exact-batch128"],
-    "net-fake": ["net-default", "net-fake2"],
-    "exact-noise-width": ["exact-default", "exact-tmax400", "exact-tmax1000", "exact-isig1", "exact-isig5",
-                          "exact-width64"],
+    "teachers": ["exact-default-old", "net-default-old", "net-default"],
+    "net-lr": ["net-default-old", "net-lr3e-4-old", "net-cosine-old"],
+    "net-fake": ["net-default", "net-fake2", "net-fakelr3e-4"],
+    "net-recipe": ["net-default", "net-ema-long", "net-alpha1.0", "net-batch128", "net-tmax400", "net-isig1"],
+    "width": ["net-default", "net-width64", "exact-default-old", "exact-width64"],
 }
 
 
@@ -53,6 +51,17 @@ def _stat(values: list[float], digits: int) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
     return f"{np.mean(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def export(path: Path, root: Path, ref: dict, machine: str) -> None:
+    """Every finished run under ``root`` (``final.json`` plus its reports as ``curve``) and the references."""
+    from sidkernels.distill.report import read_jsonl
+    runs = {}
+    for final in sorted(root.glob("*/final.json")):
+        by_kimg = {r["kimg"]: r for r in read_jsonl(final.parent / "metrics.jsonl")}
+        curve = [{k: by_kimg[x][k] for k in ("kimg", *KEYS)} for x in sorted(by_kimg)]
+        runs[final.parent.name] = dict(json.loads(final.read_text()), curve=curve)
+    path.write_text(json.dumps({"machine": machine, "reference": ref, "runs": runs}, indent=1) + "\n")
 
 
 def table(groups: dict[str, list[dict]], ref: dict) -> str:
@@ -122,14 +131,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("runs/study"))
     parser.add_argument("--out", type=Path, default=Path("docs/study"))
+    parser.add_argument("--json", type=Path, help="write the runs and references into this file")
+    parser.add_argument("--machine", default="", help="the machine and versions, recorded in --json")
     args = parser.parse_args()
     ref = json.loads((args.root / "reference.json").read_text())
     groups = load_runs(args.root)
     print(reference_table(ref), end="\n\n")
     print(table(groups, ref))
+    args.out.mkdir(parents=True, exist_ok=True)
     for group, names in FIGURES.items():
         if figure(args.out / f"study-{group}.png", names, groups, ref):
             print(f"wrote {args.out / f'study-{group}.png'}")
+    if args.json:
+        export(args.json, args.root, ref, args.machine)
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

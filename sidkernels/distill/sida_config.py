@@ -37,7 +37,8 @@ class SiDAConfig(DistillConfig):
 
 SIDA_PRESETS = {
     # the mixture run is 40 kimg, not SiDA's 100s of Mimg: warm-up and GAN start scaled down to 1 and 2 kimg
-    "mixture": dict(alpha=1.0, g_warmup_kimg=1.0, gan_start_kimg=2.0, data_workers=0),
+    # (SiD's mixture fake-score lr of 3e-4 was studied for SiD only: SiDA keeps 1e-4)
+    "mixture": dict(alpha=1.0, lr=1e-4, g_warmup_kimg=1.0, gan_start_kimg=2.0, data_workers=0),
     **{name: dict(alpha=1.0, lr=4e-6 if name == "imagenet64" else 1e-5, glr=4e-6 if name == "imagenet64" else 1e-5,
                   batch_gpu=32) for name in PRESETS if name != "mixture"},
 }
