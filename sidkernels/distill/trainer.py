@@ -42,10 +42,10 @@ from sidkernels.distill.ema import ema_beta, update_ema
 from sidkernels.distill.image_data import ImageDataset
 from sidkernels.distill.lr_schedule import lr_factor
 from sidkernels.distill.metrics import exact_metrics
-from sidkernels.distill.ticks import run_ticks
 from sidkernels.distill.report import append_jsonl, keep_rows, plot_metrics, read_jsonl
 from sidkernels.distill.sid_losses import fake_score_loss_on_generator, generate, generator_loss
 from sidkernels.distill.teachers import Teacher, load_into, provide_teacher
+from sidkernels.distill.ticks import run_ticks
 from sidkernels.images import save_grid
 from sidkernels.metrics.monitor import FIDMonitor
 from sidkernels.networks.precond import Preconditioner
